@@ -1,0 +1,73 @@
+# Leadline — the Makefile is the interface. `make help` lists every target.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+
+# Tests and services read these; override to point at infrastructure you already run.
+export KAFKA_BOOTSTRAP_SERVERS ?= 127.0.0.1:9092
+export POSTGRES_DSN ?= postgresql://leadline:leadline@127.0.0.1:5433/postgres
+
+.PHONY: help setup up up-infra down status run logs test test-unit test-integration test-e2e lint fmt bench schemas
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install -q --upgrade pip
+	@$(PY) -m pip install -q -e '.[dev]'
+	@rm -f $(VENV)/.installed-* && touch $@
+
+setup: $(STAMP) ## create .venv and install the pinned dependencies (idempotent)
+	@bash deploy/local/infra.sh fetch
+
+up-infra: $(STAMP) ## start Kafka (KRaft) and PostgreSQL, create databases and topics
+	@bash deploy/local/infra.sh up
+
+up: up-infra ## start the infrastructure and every service, return when ready
+	@bash deploy/local/services.sh up
+
+down: ## stop every service and the infrastructure this project started
+	@bash deploy/local/services.sh down
+	@bash deploy/local/infra.sh down
+
+status: ## what runs where, with URLs
+	@bash deploy/local/infra.sh status
+	@bash deploy/local/services.sh status
+
+run: up ## make up, then follow the logs; Ctrl-C stops everything
+	@bash deploy/local/services.sh run
+
+logs: ## follow every log under .run/logs
+	@tail -n 50 -F .run/logs/*.log
+
+lint: $(STAMP) ## ruff, and mypy --strict on shared/, schemas/ and services/
+	$(VENV)/bin/ruff check shared schemas services tests bench
+	$(VENV)/bin/ruff format --check shared schemas services tests bench
+	$(VENV)/bin/mypy shared schemas services
+
+fmt: $(STAMP) ## format and autofix
+	$(VENV)/bin/ruff format shared schemas services tests bench
+	$(VENV)/bin/ruff check --fix shared schemas services tests bench
+
+test: lint up-infra ## lint, bring up Kafka and PostgreSQL, run every test
+	$(PY) -m pytest
+
+test-unit: $(STAMP) ## unit tests only (no I/O)
+	$(PY) -m pytest tests/unit
+
+test-integration: up-infra ## integration tests on real Kafka and PostgreSQL
+	$(PY) -m pytest tests/integration
+
+test-e2e: up-infra ## the whole system through HTTP and Kafka
+	$(PY) -m pytest tests/e2e
+
+bench: up-infra ## benchmarks: each figure next to a baseline from the same run
+	$(PY) -m bench
+
+schemas: $(STAMP) ## regenerate the committed JSON Schema files from the models
+	$(PY) -m schemas.generate

@@ -1,0 +1,111 @@
+"""The topic catalogue: the one place that says which topics exist and what they carry.
+
+Topic creation (`python -m shared.kafka.admin ensure-topics`), validation of what a producer
+may write, and the documentation all read this table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+# Everything the saga consumes is keyed by order id and shares this partition count, so that
+# one order's events and commands land on the same partition number everywhere (co-partitioning).
+SAGA_PARTITIONS = 6
+
+DEAD_LETTER_SUFFIX = ".dlq"
+
+
+@dataclass(frozen=True)
+class Topic:
+    name: str
+    partitions: int
+    key: str
+    message_types: tuple[str, ...]
+    cleanup_policy: Literal["delete", "compact"] = "delete"
+    saga: bool = False
+    description: str = ""
+
+    @property
+    def dead_letter(self) -> str:
+        return self.name + DEAD_LETTER_SUFFIX
+
+
+TOPICS: tuple[Topic, ...] = (
+    Topic(
+        "checkout.commands",
+        SAGA_PARTITIONS,
+        "order_id",
+        ("ConfirmOrder", "RejectOrder"),
+        saga=True,
+        description="commands the saga sends to checkout",
+    ),
+    Topic(
+        "checkout.events",
+        SAGA_PARTITIONS,
+        "order_id",
+        ("OrderPlaced", "OrderConfirmed", "OrderRejected", "OrderCancelled"),
+        saga=True,
+        description="facts about orders",
+    ),
+    Topic(
+        "inventory.commands",
+        SAGA_PARTITIONS,
+        "order_id",
+        ("ReserveStock", "ReleaseStock"),
+        saga=True,
+        description="commands the saga sends to inventory",
+    ),
+    Topic(
+        "inventory.events",
+        SAGA_PARTITIONS,
+        "order_id",
+        ("StockReserved", "StockReservationFailed", "StockReleased", "StockLevelChanged"),
+        saga=True,
+        description="facts about reservations (keyed by order) and stock levels",
+    ),
+    Topic(
+        "receipts.events",
+        SAGA_PARTITIONS,
+        "order_id",
+        ("ReceiptIssued",),
+        saga=True,
+        description="one receipt per confirmed order",
+    ),
+    Topic(
+        "payments.requests",
+        SAGA_PARTITIONS,
+        "order_id",
+        ("RequestPayment",),
+        saga=True,
+        description="upstream payment provider: our requests",
+    ),
+    Topic(
+        "payments.events",
+        SAGA_PARTITIONS,
+        "order_id",
+        ("PaymentAuthorized", "PaymentDeclined"),
+        saga=True,
+        description="upstream payment provider: its answers",
+    ),
+    Topic(
+        "warehouse.events",
+        3,
+        "sku",
+        ("StockReceived",),
+        description="upstream warehouse: stock arrivals",
+    ),
+)
+
+
+def topic(name: str) -> Topic:
+    """The catalogue entry for `name`; KeyError names the unknown topic."""
+    for t in TOPICS:
+        if t.name == name:
+            return t
+    raise KeyError(f"topic {name!r} is not in the catalogue")
+
+
+def all_topic_names() -> list[str]:
+    """Every topic the system needs, dead-letter topics included."""
+    return [n for t in TOPICS for n in (t.name, t.dead_letter)]

@@ -1,0 +1,1 @@
+"""Leadline services: each a separate process; they never import each other."""

@@ -1,0 +1,1 @@
+"""The library every Leadline service is built from (delivery guarantees live here, once)."""

@@ -1,0 +1,1 @@
+"""Kafka adapters: admin (topics, readiness), producer, consumer runner."""
