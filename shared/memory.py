@@ -1,0 +1,163 @@
+"""In-memory twins of the backbone's ports, for unit tests of handlers and domain code.
+
+They keep the same promises as the PostgreSQL adapters (the contract tests run against both):
+nothing is visible before commit, a rolled-back unit of work leaves no trace, a stale expected
+version raises ConcurrencyError, and an inbox key is claimed once.
+"""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Self
+
+from shared.envelope import Envelope
+from shared.ports import ConcurrencyError, NewEvent, RecordedEvent, Snapshot
+
+
+@dataclass
+class MemoryDatabase:
+    """What a PostgreSQL database would hold: committed state only."""
+
+    streams: dict[str, list[RecordedEvent]] = field(default_factory=dict)
+    snapshots: dict[str, list[Snapshot]] = field(default_factory=dict)
+    outbox: list[tuple[str, Envelope]] = field(default_factory=list)
+    inbox: set[tuple[str, uuid.UUID]] = field(default_factory=set)
+    positions: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+
+class MemoryEventStore:
+    def __init__(self, db: MemoryDatabase) -> None:
+        self._db = db
+        self._staged: dict[str, tuple[int, list[NewEvent]]] = {}
+        self._snapshots: list[Snapshot] = []
+
+    async def append(
+        self, stream_id: str, expected_version: int, events: Sequence[NewEvent]
+    ) -> int:
+        if not events:
+            return expected_version
+        committed = len(self._db.streams.get(stream_id, []))
+        base, pending = self._staged.get(stream_id, (committed, []))
+        if expected_version != base + len(pending):
+            raise ConcurrencyError(f"stream {stream_id!r} is not at version {expected_version}")
+        self._staged[stream_id] = (base, [*pending, *events])
+        return expected_version + len(events)
+
+    async def load(
+        self,
+        stream_id: str,
+        *,
+        after_version: int = 0,
+        up_to_version: int | None = None,
+        as_of: datetime | None = None,
+    ) -> list[RecordedEvent]:
+        return [
+            e
+            for e in self._db.streams.get(stream_id, [])
+            if e.stream_version > after_version
+            and (up_to_version is None or e.stream_version <= up_to_version)
+            and (as_of is None or e.recorded_at <= as_of)
+        ]
+
+    async def save_snapshot(self, snapshot: Snapshot) -> None:
+        self._snapshots.append(snapshot)
+
+    async def latest_snapshot(
+        self, stream_id: str, *, up_to_version: int | None = None
+    ) -> Snapshot | None:
+        found = [
+            s
+            for s in self._db.snapshots.get(stream_id, [])
+            if up_to_version is None or s.stream_version <= up_to_version
+        ]
+        return max(found, key=lambda s: s.stream_version, default=None)
+
+    def _check(self) -> None:
+        for stream_id, (base, _) in self._staged.items():
+            if len(self._db.streams.get(stream_id, [])) != base:
+                raise ConcurrencyError(f"stream {stream_id!r} moved past version {base}")
+
+    def _apply(self) -> None:
+        now = datetime.now(UTC)
+        for stream_id, (base, events) in self._staged.items():
+            stream = self._db.streams.setdefault(stream_id, [])
+            for n, e in enumerate(events, start=base + 1):
+                stream.append(
+                    RecordedEvent(
+                        stream_id,
+                        n,
+                        next(self._db.positions),
+                        e.event_id,
+                        e.type,
+                        e.version,
+                        e.payload,
+                        e.metadata,
+                        now,
+                    )
+                )
+        for s in self._snapshots:
+            kept = [
+                x
+                for x in self._db.snapshots.get(s.stream_id, [])
+                if x.stream_version != s.stream_version
+            ]
+            self._db.snapshots[s.stream_id] = [*kept, s]
+
+
+class MemoryOutbox:
+    def __init__(self, db: MemoryDatabase) -> None:
+        self._db = db
+        self.staged: list[tuple[str, Envelope]] = []
+
+    async def append(self, topic: str, envelope: Envelope) -> None:
+        self.staged.append((topic, envelope))
+
+
+class MemoryInbox:
+    def __init__(self, db: MemoryDatabase) -> None:
+        self._db = db
+        self.staged: set[tuple[str, uuid.UUID]] = set()
+
+    async def claim(self, consumer: str, event_id: uuid.UUID) -> bool:
+        key = (consumer, event_id)
+        if key in self._db.inbox or key in self.staged:
+            return False
+        self.staged.add(key)
+        return True
+
+
+class MemoryUnitOfWork:
+    events: MemoryEventStore
+    outbox: MemoryOutbox
+    inbox: MemoryInbox
+
+    def __init__(self, db: MemoryDatabase) -> None:
+        self.db = db
+
+    async def __aenter__(self) -> Self:
+        self.events = MemoryEventStore(self.db)
+        self.outbox = MemoryOutbox(self.db)
+        self.inbox = MemoryInbox(self.db)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is not None:
+            return
+        # Check everything, then apply everything, with no await in between: the commit is
+        # atomic with respect to every other unit of work on the event loop.
+        self.events._check()
+        if self.inbox.staged & self.db.inbox:
+            raise ConcurrencyError("inbox key claimed by a concurrent unit of work")
+        self.events._apply()
+        self.db.outbox.extend(self.outbox.staged)
+        self.db.inbox |= self.inbox.staged

@@ -1,0 +1,108 @@
+"""Ports of the backbone: what handlers depend on. Each has a PostgreSQL implementation
+(`shared.postgres`) and an in-memory twin (`shared.memory`) held to one contract test."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Protocol, Self
+
+from shared.envelope import Envelope
+
+
+class ConcurrencyError(Exception):
+    """An append stated an expected version that is no longer the stream's version."""
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """An event to append: payload already encoded to its newest schema version."""
+
+    event_id: uuid.UUID
+    type: str
+    version: int
+    payload: dict[str, Any]
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RecordedEvent:
+    stream_id: str
+    stream_version: int  # 1-based position inside its stream
+    position: int  # global, increasing across all streams
+    event_id: uuid.UUID
+    type: str
+    version: int  # schema version as stored: readers upcast
+    payload: dict[str, Any]
+    metadata: dict[str, Any]
+    recorded_at: datetime
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    stream_id: str
+    stream_version: int  # the state includes events 1..stream_version
+    schema_version: int  # version of the snapshot's state shape; a mismatch means "ignore it"
+    state: dict[str, Any]
+    taken_at: datetime
+
+
+class EventStore(Protocol):
+    async def append(
+        self, stream_id: str, expected_version: int, events: Sequence[NewEvent]
+    ) -> int:
+        """Append after `expected_version` (0 for a new stream); return the new version.
+        Raises ConcurrencyError when the stream has moved on."""
+        ...
+
+    async def load(
+        self,
+        stream_id: str,
+        *,
+        after_version: int = 0,
+        up_to_version: int | None = None,
+        as_of: datetime | None = None,
+    ) -> list[RecordedEvent]: ...
+
+    async def save_snapshot(self, snapshot: Snapshot) -> None: ...
+
+    async def latest_snapshot(
+        self, stream_id: str, *, up_to_version: int | None = None
+    ) -> Snapshot | None: ...
+
+
+class Outbox(Protocol):
+    async def append(self, topic: str, envelope: Envelope) -> None:
+        """Record a message to publish; it is published only if the transaction commits."""
+        ...
+
+
+class Inbox(Protocol):
+    async def claim(self, consumer: str, event_id: uuid.UUID) -> bool:
+        """True the first time (consumer, event_id) is seen in a committed transaction;
+        False for a duplicate, whose effects must then be skipped."""
+        ...
+
+
+class UnitOfWork(Protocol):
+    """One database transaction: event appends, outbox rows and the inbox row commit together
+    or not at all. Leaving the block without an exception commits; an exception rolls back."""
+
+    events: EventStore
+    outbox: Outbox
+    inbox: Inbox
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+
+UnitOfWorkFactory = Callable[[], UnitOfWork]

@@ -1,0 +1,55 @@
+"""The PostgreSQL unit of work: one pooled connection, one transaction, every port bound to it."""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Self
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+from asyncpg.transaction import Transaction
+
+from shared.postgres.eventstore import PostgresEventStore
+from shared.postgres.inbox import PostgresInbox
+from shared.postgres.outbox import PostgresOutbox
+
+
+class PostgresUnitOfWork:
+    """`connection` is there for a service's own tables, inside the same transaction."""
+
+    events: PostgresEventStore
+    outbox: PostgresOutbox
+    inbox: PostgresInbox
+    connection: PoolConnectionProxy[asyncpg.Record]
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+        self._tx: Transaction | None = None
+
+    async def __aenter__(self) -> Self:
+        self.connection = await self._pool.acquire()
+        try:
+            self._tx = self.connection.transaction()
+            await self._tx.start()
+        except BaseException:
+            await self._pool.release(self.connection)
+            raise
+        self.events = PostgresEventStore(self.connection)
+        self.outbox = PostgresOutbox(self.connection)
+        self.inbox = PostgresInbox(self.connection)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        assert self._tx is not None
+        try:
+            if exc_type is None:
+                await self._tx.commit()
+            else:
+                await self._tx.rollback()
+        finally:
+            await self._pool.release(self.connection)
