@@ -1,4 +1,9 @@
 """Leadline's message contracts: the topic catalogue and the versioned payload models.
 
-Depends on pydantic only; every service and `shared/` read their contracts from here.
+Depends on pydantic only. Importing this package registers every model and upcaster in
+`schemas.registry.REGISTRY`.
 """
+
+from schemas import checkout, inventory, payments, receipts, warehouse
+
+__all__ = ["checkout", "inventory", "payments", "receipts", "warehouse"]

@@ -1,0 +1,47 @@
+"""Prometheus metrics of the backbone. One registry per process (prometheus-client's default);
+labels name the consumer, topic and message type so dashboards can slice without parsing logs."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+MESSAGES_HANDLED = Counter(
+    "leadline_messages_handled_total",
+    "Messages whose handler committed (duplicates included, see outcome).",
+    ["consumer", "topic", "type", "outcome"],  # outcome: applied | duplicate | ignored
+)
+MESSAGES_FAILED = Counter(
+    "leadline_messages_failed_total",
+    "Handler attempts that raised (each retry counts).",
+    ["consumer", "topic", "type"],
+)
+DEAD_LETTERS = Counter(
+    "leadline_dead_letters_total",
+    "Messages sent to a dead-letter topic.",
+    ["consumer", "topic", "reason"],
+)
+CONSUMER_LAG = Gauge(
+    "leadline_consumer_lag",
+    "High watermark minus committed offset, per partition.",
+    ["consumer", "topic", "partition"],
+)
+OUTBOX_BACKLOG = Gauge(
+    "leadline_outbox_backlog",
+    "Outbox rows not yet published.",
+    ["relay"],
+)
+OUTBOX_PUBLISHED = Counter(
+    "leadline_outbox_published_total",
+    "Outbox rows published to Kafka and marked sent.",
+    ["relay", "topic"],
+)
+HANDLER_SECONDS = Histogram(
+    "leadline_handler_seconds",
+    "Time from receiving a message to committing its transaction.",
+    ["consumer", "type"],
+)
+SAGA_STATES = Gauge(
+    "leadline_saga_states",
+    "Sagas per state.",
+    ["state"],
+)
