@@ -71,3 +71,4 @@ bench: up-infra ## benchmarks: each figure next to a baseline from the same run
 
 schemas: $(STAMP) ## regenerate the committed JSON Schema files from the models
 	$(PY) -m schemas.generate
+	$(PY) -m shared.schema_export

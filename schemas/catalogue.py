@@ -25,10 +25,17 @@ class Topic:
     cleanup_policy: Literal["delete", "compact"] = "delete"
     saga: bool = False
     description: str = ""
+    # (type, payload field) for a message keyed by something other than `key`: it keeps its
+    # own per-key order but is not co-partitioned with the saga, which must not rely on it.
+    key_overrides: tuple[tuple[str, str], ...] = ()
 
     @property
     def dead_letter(self) -> str:
         return self.name + DEAD_LETTER_SUFFIX
+
+    def key_of(self, message_type: str) -> str:
+        """The payload field whose value is the record key of `message_type` on this topic."""
+        return dict(self.key_overrides).get(message_type, self.key)
 
 
 TOPICS: tuple[Topic, ...] = (
@@ -62,7 +69,8 @@ TOPICS: tuple[Topic, ...] = (
         "order_id",
         ("StockReserved", "StockReservationFailed", "StockReleased", "StockLevelChanged"),
         saga=True,
-        description="facts about reservations (keyed by order) and stock levels",
+        description="facts about reservations (keyed by order) and stock levels (keyed by SKU)",
+        key_overrides=(("StockLevelChanged", "sku"),),
     ),
     Topic(
         "receipts.events",

@@ -84,8 +84,10 @@ class Registry:
 
         Raises UnknownMessageError or pydantic.ValidationError; both mean "dead letter".
         """
-        self.model(type_, version).model_validate(payload)
-        latest, upcasted = self.upcast(type_, version, payload)
+        stated = self.model(type_, version).model_validate(payload)
+        # Upcast what the old model made of the payload, not the raw input: validation coerces
+        # (e.g. "150" -> 150), and an upcaster doing arithmetic on raw strings would be wrong.
+        latest, upcasted = self.upcast(type_, version, stated.model_dump(mode="json"))
         return self.model(type_, latest).model_validate(upcasted)
 
     def encode(self, message: Message) -> tuple[str, int, Payload]:

@@ -93,4 +93,5 @@ class Envelope(BaseModel):
 
 def deterministic_id(*parts: str) -> uuid.UUID:
     """A stable id from its parts (saga id + step, order id + event…): re-sends dedupe."""
-    return uuid.uuid5(uuid.NAMESPACE_URL, "leadline:" + ":".join(parts))
+    # "|" cannot occur in ids (schemas.fields.Id), so distinct part lists never join alike
+    return uuid.uuid5(uuid.NAMESPACE_URL, "leadline|" + "|".join(parts))

@@ -113,3 +113,22 @@ async def new_topic(kafka_bootstrap: str) -> AsyncIterator[TopicFactory]:
         if made:
             await admin.delete_topics(made)
         await admin.close()
+
+
+@pytest.fixture
+async def catalogue_prefix(kafka_bootstrap: str) -> AsyncIterator[str]:
+    """A fresh copy of every catalogue topic under a unique prefix, for running whole services:
+    set `LEADLINE_TOPIC_PREFIX` to it. The topics are deleted afterwards."""
+    from shared.kafka.admin import catalogue_specs, ensure_topics
+
+    prefix = f"t{uuid.uuid4().hex[:10]}."
+    made = await ensure_topics(kafka_bootstrap, catalogue_specs(prefix))
+    try:
+        yield prefix
+    finally:
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+        await admin.start()
+        try:
+            await admin.delete_topics(made)
+        finally:
+            await admin.close()

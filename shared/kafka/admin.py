@@ -55,11 +55,13 @@ async def ensure_topics(bootstrap: str, specs: list[tuple[str, int, dict[str, st
         await admin.close()
 
 
-def catalogue_specs() -> list[tuple[str, int, dict[str, str]]]:
+def catalogue_specs(prefix: str = "") -> list[tuple[str, int, dict[str, str]]]:
+    """Every catalogue topic and its dead-letter topic; `prefix` namespaces a whole set (tests
+    give each system under test its own, so runs never read each other's records)."""
     specs: list[tuple[str, int, dict[str, str]]] = []
     for t in TOPICS:
-        specs.append((t.name, t.partitions, {"cleanup.policy": t.cleanup_policy}))
-        specs.append((t.dead_letter, 1, {"cleanup.policy": "delete"}))
+        specs.append((prefix + t.name, t.partitions, {"cleanup.policy": t.cleanup_policy}))
+        specs.append((prefix + t.dead_letter, 1, {"cleanup.policy": "delete"}))
     return specs
 
 
@@ -70,9 +72,9 @@ def wait_cmd(bootstrap: str = "127.0.0.1:9092", timeout: float = 60.0) -> None:
 
 
 @cli.command("ensure-topics")
-def ensure_topics_cmd(bootstrap: str = "127.0.0.1:9092") -> None:
+def ensure_topics_cmd(bootstrap: str = "127.0.0.1:9092", prefix: str = "") -> None:
     """Create every catalogue topic (and its dead-letter topic) that is missing."""
-    made = asyncio.run(ensure_topics(bootstrap, catalogue_specs()))
+    made = asyncio.run(ensure_topics(bootstrap, catalogue_specs(prefix)))
     typer.echo(f"topics created: {', '.join(made) if made else 'none (all exist)'}")
 
 

@@ -1,0 +1,75 @@
+"""The settings every service shares (STYLE 9, DESIGN §8): validated, from the environment only.
+
+A service subclasses `CommonSettings` once, with its own prefix; `KAFKA_BOOTSTRAP_SERVERS` stays
+unprefixed because every process on a cluster shares it::
+
+    from pydantic import Field, PostgresDsn
+    from pydantic_settings import SettingsConfigDict
+
+    class CheckoutSettings(CommonSettings):
+        model_config = SettingsConfigDict(env_prefix="CHECKOUT_")
+
+        service_name: str = "checkout"
+        database_url: PostgresDsn | str = Field(description="CHECKOUT_DATABASE_URL")
+        http_port: int = Field(default=8000, ge=1, le=65535)
+
+    settings = CheckoutSettings()   # in bootstrap / __main__, never at module level
+    # reads CHECKOUT_DATABASE_URL, CHECKOUT_HTTP_PORT, CHECKOUT_LOG_LEVEL, KAFKA_BOOTSTRAP_SERVERS
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+
+class CommonSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        frozen=True,
+        extra="forbid",
+        # lets code and tests pass `kafka_bootstrap_servers=` despite the env alias
+        validate_by_name=True,
+        validate_by_alias=True,
+    )
+
+    # An alias switches the env prefix off for this field alone, in subclasses too.
+    kafka_bootstrap_servers: str = Field(
+        default="127.0.0.1:9092",
+        validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS"),
+        description="comma-separated host:port list (env KAFKA_BOOTSTRAP_SERVERS, never prefixed)",
+    )
+    log_level: LogLevel = "INFO"
+    service_name: str = Field(default="leadline", min_length=1, max_length=100)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment only: a stray .env or secrets dir must never change a running service.
+        return (init_settings, env_settings)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("kafka_bootstrap_servers")
+    @classmethod
+    def _host_port_list(cls, value: str) -> str:
+        servers = [part.strip() for part in value.split(",") if part.strip()]
+        if not servers:
+            raise ValueError("needs at least one host:port")
+        for server in servers:
+            host, _, port = server.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"{server!r} is not host:port")
+        return ",".join(servers)

@@ -1,0 +1,94 @@
+"""CommonSettings: environment only, validated, KAFKA_BOOTSTRAP_SERVERS never prefixed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import Field, PostgresDsn, ValidationError
+from pydantic_settings import SettingsConfigDict
+
+from shared.settings import CommonSettings
+
+
+class CheckoutSettings(CommonSettings):
+    model_config = SettingsConfigDict(env_prefix="CHECKOUT_")
+
+    service_name: str = "checkout"
+    database_url: PostgresDsn | str
+    http_port: int = Field(default=8000, ge=1, le=65535)
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("KAFKA_BOOTSTRAP_SERVERS", "LOG_LEVEL", "SERVICE_NAME", "HTTP_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    for name in ("DATABASE_URL", "HTTP_PORT", "LOG_LEVEL", "KAFKA_BOOTSTRAP_SERVERS"):
+        monkeypatch.delenv(f"CHECKOUT_{name}", raising=False)
+
+
+def test_defaults_without_environment() -> None:
+    settings = CommonSettings()
+    assert settings.kafka_bootstrap_servers == "127.0.0.1:9092"
+    assert settings.log_level == "INFO"
+
+
+def test_reads_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "k1:9092, k2:9093")
+    monkeypatch.setenv("LOG_LEVEL", "debug")
+    settings = CommonSettings()
+    assert settings.kafka_bootstrap_servers == "k1:9092,k2:9093"
+    assert settings.log_level == "DEBUG"
+
+
+def test_subclass_prefixes_its_fields_but_not_kafka(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "shared-kafka:9092")
+    monkeypatch.setenv("CHECKOUT_KAFKA_BOOTSTRAP_SERVERS", "ignored:1")
+    monkeypatch.setenv("CHECKOUT_DATABASE_URL", "postgresql://u:p@db:5432/checkout")
+    monkeypatch.setenv("CHECKOUT_HTTP_PORT", "8100")
+    monkeypatch.setenv("HTTP_PORT", "9999")  # unprefixed: not the checkout's
+    monkeypatch.setenv("CHECKOUT_LOG_LEVEL", "warning")
+    settings = CheckoutSettings()
+    assert settings.kafka_bootstrap_servers == "shared-kafka:9092"
+    assert str(settings.database_url) == "postgresql://u:p@db:5432/checkout"
+    assert settings.http_port == 8100
+    assert settings.log_level == "WARNING"
+    assert settings.service_name == "checkout"
+
+
+def test_missing_required_field_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ValidationError, match="database_url"):
+        CheckoutSettings()
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("KAFKA_BOOTSTRAP_SERVERS", "no-port"),
+        ("KAFKA_BOOTSTRAP_SERVERS", "host:99999"),
+        ("KAFKA_BOOTSTRAP_SERVERS", " , "),
+        ("CHECKOUT_LOG_LEVEL", "chatty"),
+        ("CHECKOUT_HTTP_PORT", "eighty"),
+    ],
+)
+def test_invalid_values_are_refused(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
+    monkeypatch.setenv("CHECKOUT_DATABASE_URL", "postgresql://u:p@db/checkout")
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError):
+        CheckoutSettings()
+
+
+def test_dotenv_files_are_never_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    class DotenvSettings(CommonSettings):
+        model_config = SettingsConfigDict(env_file=".env")
+
+    (tmp_path / ".env").write_text("KAFKA_BOOTSTRAP_SERVERS=from-file:9092\n")
+    monkeypatch.chdir(tmp_path)
+    assert DotenvSettings().kafka_bootstrap_servers == "127.0.0.1:9092"
+
+
+def test_settings_are_frozen_and_accept_field_names_in_code() -> None:
+    settings = CommonSettings(kafka_bootstrap_servers="code:9092")
+    assert settings.kafka_bootstrap_servers == "code:9092"
+    with pytest.raises(ValidationError):
+        settings.log_level = "DEBUG"  # type: ignore[misc]
