@@ -42,6 +42,12 @@ class CommonSettings(BaseSettings):
         validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS"),
         description="comma-separated host:port list (env KAFKA_BOOTSTRAP_SERVERS, never prefixed)",
     )
+    topic_prefix: str = Field(
+        default="",
+        validation_alias=AliasChoices("LEADLINE_TOPIC_PREFIX"),
+        pattern=r"^[A-Za-z0-9._-]*$",
+        description="namespaces every topic (env LEADLINE_TOPIC_PREFIX); tests isolate runs with it",
+    )
     log_level: LogLevel = "INFO"
     service_name: str = Field(default="leadline", min_length=1, max_length=100)
 
@@ -56,6 +62,10 @@ class CommonSettings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Environment only: a stray .env or secrets dir must never change a running service.
         return (init_settings, env_settings)
+
+    def topic(self, name: str) -> str:
+        """The physical name of catalogue topic `name` (dead-letter topics follow it)."""
+        return self.topic_prefix + name
 
     @field_validator("log_level", mode="before")
     @classmethod
