@@ -4,6 +4,9 @@
 #   infra.sh up      fetch what is missing, start both, wait until they answer, create databases
 #   infra.sh down    stop only what this script started (by pid file), leave no process behind
 #   infra.sh status  what runs where
+#   infra.sh fetch   fetch/install what is missing (Kafka jars, PostgreSQL, a compose client), start nothing
+#   infra.sh kafka-up / kafka-down   Kafka alone, no topics: for extra brokers (LEADLINE_RUN_DIR,
+#                    KAFKA_PORT, KAFKA_CONTROLLER_PORT) that tests start, restart and throw away
 #
 # Idempotent: `up` on a running stack does nothing; `down` on a stopped one does nothing.
 # Everything lives under the git-ignored .run/ (data, logs, pids) and .cache/ (Kafka jars).
@@ -19,6 +22,8 @@ KAFKA_PORT=${KAFKA_PORT:-9092}
 KAFKA_CONTROLLER_PORT=${KAFKA_CONTROLLER_PORT:-9093}
 # 2 cores and everything else on the same machine: a small fixed heap is plenty for one node.
 KAFKA_HEAP_OPTS=${KAFKA_HEAP_OPTS:--Xms256m -Xmx768m}
+# extra server.properties lines, e.g. a short broker.session.timeout.ms for a throw-away test broker
+KAFKA_EXTRA_PROPERTIES=${KAFKA_EXTRA_PROPERTIES:-}
 PG_PORT=${PG_PORT:-5433}
 PG_USER=${PG_USER:-leadline}
 PG_PASSWORD=${PG_PASSWORD:-leadline}
@@ -32,7 +37,15 @@ PG_PID_HINT=$RUN/pids/postgres.dir   # where the data dir lives (it may fall bac
 log() { printf '[infra] %s\n' "$*" >&2; }
 die() { printf '[infra] error: %s\n' "$*" >&2; exit 1; }
 
-alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+# A killed process stays a zombie until PID 1 reaps it, and `kill -0` still succeeds on a zombie.
+pid_running() { kill -0 "$1" 2>/dev/null && [ "$(ps -o stat= -p "$1" 2>/dev/null | cut -c1)" != Z ]; }
+alive() { [ -f "$1" ] && pid_running "$(cat "$1")"; }
+
+APT_UPDATED=
+apt_install() {
+  [ -n "$APT_UPDATED" ] || { DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2; APT_UPDATED=1; }
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >&2
+}
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
@@ -78,6 +91,7 @@ transaction.state.log.num.partitions=10
 group.initial.rebalance.delay.ms=0
 # topics come from the catalogue in schemas/, never from a typo in a producer
 auto.create.topics.enable=false
+$KAFKA_EXTRA_PROPERTIES
 EOF
 }
 
@@ -110,8 +124,8 @@ kafka_down() {
   local pid; pid=$(cat "$KAFKA_PID")
   log "stopping kafka (pid $pid)"
   kill -TERM "$pid"
-  for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
-  kill -0 "$pid" 2>/dev/null && { log "kafka did not stop in 30 s, killing"; kill -KILL "$pid"; }
+  for _ in $(seq 1 60); do pid_running "$pid" || break; sleep 0.5; done
+  pid_running "$pid" && { log "kafka did not stop in 30 s, killing"; kill -KILL "$pid"; }
   rm -f "$KAFKA_PID"
 }
 
@@ -128,8 +142,7 @@ pg_install() {
   pg_bindir >/dev/null && return 0
   [ "$(id -u)" = 0 ] || die "PostgreSQL is missing: install Debian's 'postgresql' package"
   log "installing Debian's postgresql package"
-  DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >&2
+  apt_install postgresql
   pg_bindir >/dev/null || die "postgresql installed but pg_ctl not found"
 }
 
@@ -197,6 +210,19 @@ pg_down() {
   as_pg "$bin/pg_ctl" -D "$dir/data" -m fast -w -t 60 stop >/dev/null
 }
 
+# ---------------------------------------------------------------- compose client
+
+# tests/unit/test_compose.py validates docker-compose.yml with `config`, which needs no daemon:
+# the `docker compose` plugin where it exists, else Debian's docker-compose (1.29).
+compose_client() {
+  docker compose version >/dev/null 2>&1 && return 0
+  docker-compose version >/dev/null 2>&1 && return 0
+  [ "$(id -u)" = 0 ] || { log "no compose client: install the docker compose plugin or Debian's docker-compose"; return 0; }
+  log "installing Debian's docker-compose package (validates docker-compose.yml; no daemon needed)"
+  # never fatal: the infrastructure is still worth starting; the compose test says what is missing
+  apt_install docker-compose || log "could not install docker-compose; tests/unit/test_compose.py will fail"
+}
+
 # ---------------------------------------------------------------- commands
 
 status() {
@@ -209,9 +235,12 @@ status() {
 }
 
 case "${1:-}" in
-  up) pg_up; kafka_up; "$PY" -m shared.kafka.admin ensure-topics --bootstrap "127.0.0.1:$KAFKA_PORT" ;;
+  # `up` fetches too, so `make test` on a fresh clone needs no step before it
+  up) compose_client; pg_up; kafka_up; "$PY" -m shared.kafka.admin ensure-topics --bootstrap "127.0.0.1:$KAFKA_PORT" ;;
   down) kafka_down; pg_down ;;
   status) status ;;
-  fetch) kafka_fetch; pg_install ;;
-  *) echo "usage: $0 up|down|status|fetch" >&2; exit 2 ;;
+  fetch) kafka_fetch; pg_install; compose_client ;;
+  kafka-up) kafka_up ;;
+  kafka-down) kafka_down ;;
+  *) echo "usage: $0 up|down|status|fetch|kafka-up|kafka-down" >&2; exit 2 ;;
 esac
