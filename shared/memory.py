@@ -7,13 +7,16 @@ version raises ConcurrencyError, and an inbox key is claimed once.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
+
+import orjson
 
 from shared.envelope import Envelope
 from shared.ports import ConcurrencyError, NewEvent, RecordedEvent, Snapshot
@@ -28,13 +31,34 @@ class MemoryDatabase:
     outbox: list[tuple[str, Envelope]] = field(default_factory=list)
     inbox: set[tuple[str, uuid.UUID]] = field(default_factory=set)
     positions: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    # recorded_at only ever increases, so "as of" a recorded_at is a prefix of every stream.
+    clock: datetime = field(default_factory=lambda: datetime.min.replace(tzinfo=UTC))
+
+
+def _json(value: dict[str, Any]) -> dict[str, Any]:
+    """What a jsonb column gives back: a copy (the caller's later mutations must not leak into
+    what was stored) and only what JSON can carry (a value PostgreSQL would refuse fails here)."""
+    loaded: dict[str, Any] = orjson.loads(orjson.dumps(value))
+    return loaded
 
 
 class MemoryEventStore:
+    """Like the PostgreSQL store, positions and timestamps are taken at append time (so a
+    rolled-back unit of work leaves a gap in positions), and a unit of work reads its own
+    uncommitted appends and snapshots."""
+
     def __init__(self, db: MemoryDatabase) -> None:
         self._db = db
-        self._staged: dict[str, tuple[int, list[NewEvent]]] = {}
+        # stream -> (committed version the appends build on, the appended events)
+        self._staged: dict[str, tuple[int, list[RecordedEvent]]] = {}
         self._snapshots: list[Snapshot] = []
+
+    def _stream(self, stream_id: str) -> list[RecordedEvent]:
+        committed = self._db.streams.get(stream_id, [])
+        if stream_id not in self._staged:
+            return committed
+        base, staged = self._staged[stream_id]
+        return committed[:base] + staged
 
     async def append(
         self, stream_id: str, expected_version: int, events: Sequence[NewEvent]
@@ -42,10 +66,25 @@ class MemoryEventStore:
         if not events:
             return expected_version
         committed = len(self._db.streams.get(stream_id, []))
-        base, pending = self._staged.get(stream_id, (committed, []))
-        if expected_version != base + len(pending):
+        base, staged = self._staged.get(stream_id, (committed, []))
+        if expected_version != base + len(staged):
             raise ConcurrencyError(f"stream {stream_id!r} is not at version {expected_version}")
-        self._staged[stream_id] = (base, [*pending, *events])
+        now = self._db.clock = max(datetime.now(UTC), self._db.clock + timedelta(microseconds=1))
+        recorded = [
+            RecordedEvent(
+                stream_id,
+                n,
+                next(self._db.positions),
+                e.event_id,
+                e.type,
+                e.version,
+                _json(e.payload),
+                _json(e.metadata),
+                now,
+            )
+            for n, e in enumerate(events, start=expected_version + 1)
+        ]
+        self._staged[stream_id] = (base, [*staged, *recorded])
         return expected_version + len(events)
 
     async def load(
@@ -58,24 +97,27 @@ class MemoryEventStore:
     ) -> list[RecordedEvent]:
         return [
             e
-            for e in self._db.streams.get(stream_id, [])
+            for e in self._stream(stream_id)
             if e.stream_version > after_version
             and (up_to_version is None or e.stream_version <= up_to_version)
             and (as_of is None or e.recorded_at <= as_of)
         ]
 
     async def save_snapshot(self, snapshot: Snapshot) -> None:
-        self._snapshots.append(snapshot)
+        self._snapshots.append(dataclasses.replace(snapshot, state=_json(snapshot.state)))
 
     async def latest_snapshot(
         self, stream_id: str, *, up_to_version: int | None = None
     ) -> Snapshot | None:
         found = [
             s
-            for s in self._db.snapshots.get(stream_id, [])
-            if up_to_version is None or s.stream_version <= up_to_version
+            for s in [*self._db.snapshots.get(stream_id, []), *self._snapshots]
+            if s.stream_id == stream_id
+            and (up_to_version is None or s.stream_version <= up_to_version)
         ]
-        return max(found, key=lambda s: s.stream_version, default=None)
+        # max() keeps the first of equal versions; the reversed list makes a snapshot staged
+        # later win, as the PostgreSQL upsert does.
+        return max(reversed(found), key=lambda s: s.stream_version, default=None)
 
     def _check(self) -> None:
         for stream_id, (base, _) in self._staged.items():
@@ -83,23 +125,8 @@ class MemoryEventStore:
                 raise ConcurrencyError(f"stream {stream_id!r} moved past version {base}")
 
     def _apply(self) -> None:
-        now = datetime.now(UTC)
-        for stream_id, (base, events) in self._staged.items():
-            stream = self._db.streams.setdefault(stream_id, [])
-            for n, e in enumerate(events, start=base + 1):
-                stream.append(
-                    RecordedEvent(
-                        stream_id,
-                        n,
-                        next(self._db.positions),
-                        e.event_id,
-                        e.type,
-                        e.version,
-                        e.payload,
-                        e.metadata,
-                        now,
-                    )
-                )
+        for stream_id, (_, staged) in self._staged.items():
+            self._db.streams.setdefault(stream_id, []).extend(staged)
         for s in self._snapshots:
             kept = [
                 x

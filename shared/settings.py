@@ -46,7 +46,7 @@ class CommonSettings(BaseSettings):
         default="",
         validation_alias=AliasChoices("LEADLINE_TOPIC_PREFIX"),
         pattern=r"^[A-Za-z0-9._-]*$",
-        description="namespaces every topic (env LEADLINE_TOPIC_PREFIX); tests isolate runs with it",
+        description="namespaces every topic (env LEADLINE_TOPIC_PREFIX); isolates test runs",
     )
     log_level: LogLevel = "INFO"
     service_name: str = Field(default="leadline", min_length=1, max_length=100)

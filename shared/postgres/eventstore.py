@@ -7,7 +7,6 @@ appends to different streams never wait for each other.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -28,7 +27,7 @@ CREATE TABLE IF NOT EXISTS events (
     version        integer     NOT NULL,
     payload        jsonb       NOT NULL,
     metadata       jsonb       NOT NULL DEFAULT '{}',
-    recorded_at    timestamptz NOT NULL DEFAULT now(),
+    recorded_at    timestamptz NOT NULL DEFAULT clock_timestamp(),
     PRIMARY KEY (stream_id, stream_version)
 );
 CREATE UNIQUE INDEX IF NOT EXISTS events_position ON events (position);
@@ -44,9 +43,15 @@ CREATE TABLE IF NOT EXISTS snapshots (
 
 # One statement: the guard refuses an expected version ahead of the stream (a gap), the
 # primary key refuses one behind it (a concurrent writer got there first).
+# recorded_at is clock_timestamp(), not now(): now() is the transaction's start, so a writer that
+# began before the previous append committed would stamp version N+1 earlier than N, and a load
+# "as of" a time between them would see a stream with a hole. Appending N+1 needs N committed,
+# so clock_timestamp() rises with the version.
 _APPEND = """
-INSERT INTO events (stream_id, stream_version, event_id, type, version, payload, metadata)
-SELECT $1, $2::int + e.n, e.event_id, e.type, e.version, e.payload::jsonb, e.metadata::jsonb
+INSERT INTO events
+    (stream_id, stream_version, event_id, type, version, payload, metadata, recorded_at)
+SELECT $1, $2::int + e.n, e.event_id, e.type, e.version, e.payload::jsonb, e.metadata::jsonb,
+       clock_timestamp()
 FROM unnest($3::uuid[], $4::text[], $5::int[], $6::text[], $7::text[])
      WITH ORDINALITY AS e(event_id, type, version, payload, metadata, n)
 WHERE $2::int = 0
@@ -70,8 +75,8 @@ def _recorded(row: asyncpg.Record) -> RecordedEvent:
         event_id=row["event_id"],
         type=row["type"],
         version=row["version"],
-        payload=json.loads(row["payload"]),
-        metadata=json.loads(row["metadata"]),
+        payload=orjson.loads(row["payload"]),
+        metadata=orjson.loads(row["metadata"]),
         recorded_at=row["recorded_at"],
     )
 
@@ -155,6 +160,6 @@ class PostgresEventStore:
             stream_id=row["stream_id"],
             stream_version=row["stream_version"],
             schema_version=row["schema_version"],
-            state=json.loads(row["state"]),
+            state=orjson.loads(row["state"]),
             taken_at=row["taken_at"],
         )

@@ -1,8 +1,12 @@
 """A connection as handed out by asyncpg: direct, or a pool's proxy."""
 
-from typing import TypeAlias
+from typing import TYPE_CHECKING, TypeAlias
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-Connection: TypeAlias = asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]
+# Only the stubs make asyncpg's classes generic; subscripting them at runtime raises TypeError.
+if TYPE_CHECKING:
+    Connection: TypeAlias = asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]
+else:
+    Connection: TypeAlias = asyncpg.Connection | PoolConnectionProxy
