@@ -19,7 +19,7 @@ from typing import Any, Self
 import orjson
 
 from shared.envelope import Envelope
-from shared.ports import ConcurrencyError, NewEvent, RecordedEvent, Snapshot
+from shared.ports import ConcurrencyError, DuplicateEventError, NewEvent, RecordedEvent, Snapshot
 
 
 @dataclass
@@ -69,6 +69,10 @@ class MemoryEventStore:
         base, staged = self._staged.get(stream_id, (committed, []))
         if expected_version != base + len(staged):
             raise ConcurrencyError(f"stream {stream_id!r} is not at version {expected_version}")
+        known = {e.event_id for es in self._db.streams.values() for e in es}
+        known |= {e.event_id for _, es in self._staged.values() for e in es}
+        if any(e.event_id in known for e in events):
+            raise DuplicateEventError(f"an event of {stream_id!r} is already stored")
         now = self._db.clock = max(datetime.now(UTC), self._db.clock + timedelta(microseconds=1))
         recorded = [
             RecordedEvent(

@@ -17,6 +17,11 @@ class ConcurrencyError(Exception):
     """An append stated an expected version that is no longer the stream's version."""
 
 
+class DuplicateEventError(Exception):
+    """An event id is already stored. Retrying cannot help (unlike ConcurrencyError): the same
+    deterministic event was recorded before, so the caller's work is already done."""
+
+
 @dataclass(frozen=True)
 class NewEvent:
     """An event to append: payload already encoded to its newest schema version."""

@@ -14,7 +14,7 @@ from typing import Any
 import asyncpg
 import orjson
 
-from shared.ports import ConcurrencyError, NewEvent, RecordedEvent, Snapshot
+from shared.ports import ConcurrencyError, DuplicateEventError, NewEvent, RecordedEvent, Snapshot
 from shared.postgres.types import Connection
 
 SCHEMA = """
@@ -103,7 +103,7 @@ class PostgresEventStore:
             )
         except asyncpg.UniqueViolationError as exc:
             if exc.constraint_name == "events_event_id_key":
-                raise
+                raise DuplicateEventError(f"an event of {stream_id!r} is already stored") from None
             raise ConcurrencyError(
                 f"stream {stream_id!r} moved past version {expected_version}"
             ) from None

@@ -15,7 +15,7 @@ import pytest
 from schemas.checkout.v1 import OrderConfirmed
 from shared.envelope import Envelope
 from shared.memory import MemoryDatabase, MemoryUnitOfWork
-from shared.ports import ConcurrencyError, NewEvent, Snapshot, UnitOfWork
+from shared.ports import ConcurrencyError, DuplicateEventError, NewEvent, Snapshot, UnitOfWork
 from shared.postgres import install_schema
 from shared.postgres.uow import PostgresUnitOfWork
 from tests.support import unique
@@ -250,3 +250,12 @@ async def test_rollback_leaves_no_events_snapshots_outbox_or_inbox_rows(backend:
         assert await uow.events.append(stream, 0, [event(1)]) == 1
     assert await backend.committed_outbox() == []
     assert await load(backend, stream) == [1]
+
+
+async def test_an_event_id_stored_before_is_a_duplicate_not_a_conflict(backend: Backend) -> None:
+    stored = event(1)
+    async with backend.uow() as uow:
+        await uow.events.append(unique("s"), 0, [stored])
+    with pytest.raises(DuplicateEventError):
+        async with backend.uow() as uow:
+            await uow.events.append(unique("s"), 0, [stored])
