@@ -96,9 +96,16 @@ class UnitOfWork(Protocol):
     """One database transaction: event appends, outbox rows and the inbox row commit together
     or not at all. Leaving the block without an exception commits; an exception rolls back."""
 
-    events: EventStore
-    outbox: Outbox
-    inbox: Inbox
+    # read-only properties, so implementations may narrow the types (a Postgres unit of work
+    # exposes Postgres adapters) and still satisfy the protocol under mypy --strict
+    @property
+    def events(self) -> EventStore: ...
+
+    @property
+    def outbox(self) -> Outbox: ...
+
+    @property
+    def inbox(self) -> Inbox: ...
 
     async def __aenter__(self) -> Self: ...
 

@@ -18,7 +18,9 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import AIOKafkaAdminClient
+
+from shared.kafka.admin import ensure_topics
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -103,7 +105,7 @@ async def new_topic(kafka_bootstrap: str) -> AsyncIterator[TopicFactory]:
 
     async def make(prefix: str = "t", partitions: int = 1) -> str:
         name = f"{prefix}.{uuid.uuid4().hex[:12]}"
-        await admin.create_topics([NewTopic(name, partitions, 1)])
+        await ensure_topics(kafka_bootstrap, [(name, partitions, {})])  # waits for leaders
         made.append(name)
         return name
 
@@ -119,7 +121,7 @@ async def new_topic(kafka_bootstrap: str) -> AsyncIterator[TopicFactory]:
 async def catalogue_prefix(kafka_bootstrap: str) -> AsyncIterator[str]:
     """A fresh copy of every catalogue topic under a unique prefix, for running whole services:
     set `LEADLINE_TOPIC_PREFIX` to it. The topics are deleted afterwards."""
-    from shared.kafka.admin import catalogue_specs, ensure_topics
+    from shared.kafka.admin import catalogue_specs
 
     prefix = f"t{uuid.uuid4().hex[:10]}."
     made = await ensure_topics(kafka_bootstrap, catalogue_specs(prefix))

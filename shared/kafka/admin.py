@@ -50,9 +50,30 @@ async def ensure_topics(bootstrap: str, specs: list[tuple[str, int, dict[str, st
             # another process may create them between list and create
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(missing)
+            await _wait_for_leaders(admin, [t.name for t in missing])
         return [t.name for t in missing]
     finally:
         await admin.close()
+
+
+async def _wait_for_leaders(
+    admin: AIOKafkaAdminClient, names: list[str], timeout: float = 30.0
+) -> None:
+    # CreateTopics answers before every partition has a leader in the broker's metadata; a
+    # consumer subscribing in that window is assigned nothing until its next metadata refresh.
+    deadline = time.monotonic() + timeout
+    while True:
+        described = await admin.describe_topics(names)
+        if all(
+            t["error_code"] == 0
+            and t["partitions"]
+            and all(p["leader"] >= 0 for p in t["partitions"])
+            for t in described
+        ):
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"topics without leaders after {timeout}s: {names}")
+        await asyncio.sleep(0.1)
 
 
 def catalogue_specs(prefix: str = "") -> list[tuple[str, int, dict[str, str]]]:
