@@ -50,6 +50,12 @@ def _running(pid: int) -> bool:
     return stat.rpartition(")")[2].split()[0] != "Z"
 
 
+def _listening(address: str) -> bool:
+    host, _, port = address.rpartition(":")
+    with socket.socket() as s:
+        return s.connect_ex((host, int(port))) == 0
+
+
 @dataclass(frozen=True)
 class OwnBroker:
     run_dir: Path
@@ -116,7 +122,9 @@ async def _stop_and_restart(broker: OwnBroker, how: str) -> None:
         os.kill(old, signal.SIGKILL)
 
         async def running() -> bool:
-            return _running(old)
+            # the thread-group leader turns zombie before the JVM's last threads have closed
+            # its sockets: wait for the port too, or kafka-up finds it "taken"
+            return _running(old) or _listening(broker.bootstrap)
 
         await eventually(running, lambda alive: not alive, what=f"kafka pid {old} gone")
     assert not _running(old)
