@@ -1,11 +1,15 @@
 """Outbox on PostgreSQL: messages recorded in the caller's transaction, published by the relay.
 
-Rows are never deleted by the appender; the relay marks them sent. A statement-level trigger
-NOTIFYs the relay, and PostgreSQL delivers the notification only when the transaction commits.
+Rows are never deleted by the appender; the relay marks them sent and `prune_outbox` deletes
+sent rows after a retention window. A statement-level trigger NOTIFYs the relay, and PostgreSQL
+delivers the notification only when the transaction commits.
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+import asyncpg
 import orjson
 
 from shared.envelope import Envelope
@@ -48,3 +52,13 @@ class PostgresOutbox:
             envelope.to_bytes(),
             orjson.dumps(headers).decode(),
         )
+
+
+async def prune_outbox(pool: asyncpg.Pool, older_than: timedelta) -> int:
+    """Delete rows sent more than `older_than` ago; unsent rows are never touched, however old.
+    Returns rows deleted."""
+    status: str = await pool.execute(
+        "DELETE FROM outbox WHERE sent_at IS NOT NULL AND sent_at < now() - $1::interval",
+        older_than,
+    )
+    return int(status.split()[-1])

@@ -1,0 +1,1 @@
+"""Helper processes the integration tests start, signal and kill for real."""
