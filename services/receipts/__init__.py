@@ -1,0 +1,1 @@
+"""Receipts: one numbered receipt per confirmed order, rendered and delivered (issue 5)."""

@@ -1,0 +1,137 @@
+"""Support for the inventory and receipts integration tests: service processes run for real
+(`python -m services.<name>`), and plain Kafka produce/read of envelopes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import httpx
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from shared.envelope import Envelope
+from tests.support import eventually
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass
+class ServiceProcess:
+    """One `python -m services.<module>` process; its output goes to `log`."""
+
+    module: str
+    env: dict[str, str]
+    log: Path
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+    _out: IO[bytes] | None = None
+
+    def start(self) -> None:
+        prefix = self.module.upper()
+        env = {**os.environ, **self.env, f"{prefix}_HTTP_PORT": str(self.port)}
+        self._out = self.log.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", f"services.{self.module}"],
+            cwd=ROOT,
+            env=env,
+            stdout=self._out,
+            stderr=subprocess.STDOUT,
+        )
+
+    def tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+    async def ready(self, timeout: float = 60.0) -> None:
+        async with httpx.AsyncClient(timeout=2.0) as client:
+
+            async def probe() -> int:
+                assert self.proc is not None
+                if self.proc.poll() is not None:
+                    raise AssertionError(f"{self.module} exited:\n{self.tail()}")
+                try:
+                    response = await client.get(f"http://127.0.0.1:{self.port}/health/ready")
+                except httpx.TransportError:
+                    return 0
+                return response.status_code
+
+            await eventually(probe, lambda s: s == 200, timeout=timeout, what="ready")
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown code runs, as in a crash."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+        self._close()
+
+    def stop(self) -> int | None:
+        """SIGTERM, as an orchestrator stops a service; returns the exit code."""
+        if self.proc is None or self.proc.poll() is not None:
+            self._close()
+            return None if self.proc is None else self.proc.returncode
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        self._close()
+        return self.proc.returncode
+
+    def _close(self) -> None:
+        if self._out is not None:
+            self._out.close()
+            self._out = None
+
+
+async def produce(bootstrap: str, topic: str, envelopes: Sequence[Envelope]) -> None:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=5
+    )
+    await producer.start()
+    try:
+        sent = [
+            await producer.send(topic, e.to_bytes(), key=e.key.encode(), headers=e.headers())
+            for e in envelopes
+        ]
+        for future in sent:
+            await future
+    finally:
+        await producer.stop()
+
+
+async def read_all(bootstrap: str, topic: str) -> list[Envelope]:
+    """Every committed record now on `topic`, from the beginning (no consumer group)."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, isolation_level="read_committed"
+    )
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        if not partitions:
+            await consumer._client.force_metadata_update()
+            partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        found: list[Envelope] = []
+        while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
+            batch = await consumer.getmany(timeout_ms=500)
+            for records in batch.values():
+                found.extend(Envelope.from_bytes(r.value) for r in records)
+        return found
+    finally:
+        await consumer.stop()

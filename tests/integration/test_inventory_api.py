@@ -1,0 +1,45 @@
+"""`GET /stock` and `GET /stock/{sku}` on real PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import asyncpg
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from services.inventory import api
+from services.inventory.store import SCHEMA
+from shared.postgres import install_schema
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def client(pg_pool: asyncpg.Pool) -> AsyncIterator[httpx.AsyncClient]:
+    await install_schema(pg_pool, SCHEMA)
+    await pg_pool.execute(
+        "INSERT INTO stock (sku, on_hand, reserved) VALUES ('TEA-001', 10, 4), ('MUG-001', 3, 0)"
+    )
+    app = FastAPI()
+    app.include_router(api.router)
+    app.state.pool = pg_pool
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://inventory") as c:
+        yield c
+
+
+async def test_one_sku_shows_on_hand_reserved_and_available(client: httpx.AsyncClient) -> None:
+    response = await client.get("/stock/TEA-001")
+    assert response.status_code == 200
+    assert response.json() == {"sku": "TEA-001", "on_hand": 10, "reserved": 4, "available": 6}
+
+
+async def test_every_sku_in_sku_order(client: httpx.AsyncClient) -> None:
+    response = await client.get("/stock")
+    assert [level["sku"] for level in response.json()] == ["MUG-001", "TEA-001"]
+
+
+async def test_an_unknown_sku_is_404(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/stock/NOPE-001")).status_code == 404

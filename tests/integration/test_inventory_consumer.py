@@ -1,0 +1,151 @@
+"""The inventory service's consumer, relay and handlers in this process, on real Kafka and
+PostgreSQL: duplicates give one effect; an upstream record from another client is understood."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+from confluent_kafka import Producer as ConfluentProducer
+
+from schemas.inventory.v1 import ReleaseStock, ReserveStock, StockLine
+from schemas.warehouse.v1 import StockReceived
+from services.inventory import bootstrap
+from services.inventory.settings import InventorySettings
+from shared.envelope import Envelope
+from tests.integration.procs.inventory_support import produce, read_all
+from tests.support import eventually, unique
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def inventory(
+    pg_dsn: str, kafka_bootstrap: str, catalogue_prefix: str
+) -> AsyncIterator[bootstrap.Running]:
+    settings = InventorySettings(
+        database_url=pg_dsn,
+        kafka_bootstrap_servers=kafka_bootstrap,
+        topic_prefix=catalogue_prefix,
+        consumer_group=unique("inventory"),
+        seed_stock=False,
+    )
+    running = await bootstrap.start(settings)
+    await running.pool.execute(
+        "INSERT INTO stock (sku, on_hand) VALUES ('TEA-001', 10), ('MUG-001', 5)"
+    )
+    try:
+        yield running
+    finally:
+        await running.stop()
+
+
+async def _events(bootstrap_servers: str, prefix: str, type_: str, key: str) -> list[Envelope]:
+    found = await read_all(bootstrap_servers, prefix + "inventory.events")
+    return [e for e in found if e.type == type_ and e.key == key]
+
+
+async def _level(pool: asyncpg.Pool, sku: str) -> tuple[int, int]:
+    row = await pool.fetchrow("SELECT on_hand, reserved FROM stock WHERE sku = $1", sku)
+    assert row is not None
+    return row["on_hand"], row["reserved"]
+
+
+async def test_duplicated_commands_reserve_and_release_once(
+    inventory: bootstrap.Running, kafka_bootstrap: str, catalogue_prefix: str
+) -> None:
+    order = unique("order")
+    reserve = ReserveStock(
+        order_id=order,
+        lines=[StockLine(sku="TEA-001", quantity=3), StockLine(sku="MUG-001", quantity=2)],
+    )
+    first = Envelope.wrap(reserve, key=order, producer="test")
+    again = Envelope.wrap(reserve, key=order, producer="test")  # same order, new event id
+    commands = catalogue_prefix + "inventory.commands"
+    # the very same record twice (a producer retry), then the same order under a new id
+    await produce(kafka_bootstrap, commands, [first, first, again])
+
+    answers = await eventually(
+        lambda: _events(kafka_bootstrap, catalogue_prefix, "StockReserved", order),
+        lambda found: len(found) >= 2,
+        what="the reservation and its repeat answered",
+    )
+    assert {a.event_id for a in answers} == {answers[0].event_id}  # one outcome, said twice
+    assert answers[0].causation_id == first.event_id
+    assert await _level(inventory.pool, "TEA-001") == (10, 3)
+    assert await _level(inventory.pool, "MUG-001") == (5, 2)
+    assert await inventory.pool.fetchval("SELECT count(*) FROM reservations") == 1
+
+    release = ReleaseStock(order_id=order, reason="payment declined")
+    await produce(
+        kafka_bootstrap,
+        commands,
+        [
+            Envelope.wrap(release, key=order, producer="test"),
+            Envelope.wrap(release, key=order, producer="test"),
+            Envelope.wrap(ReleaseStock(order_id="nobody", reason="x"), key="nobody", producer="t"),
+        ],
+    )
+    released = await eventually(
+        lambda: _events(kafka_bootstrap, catalogue_prefix, "StockReleased", order),
+        lambda found: len(found) >= 2,
+        what="the release and its repeat answered",
+    )
+    assert {r.event_id for r in released} == {released[0].event_id}
+    assert await _level(inventory.pool, "TEA-001") == (10, 0)
+    assert await _level(inventory.pool, "MUG-001") == (5, 0)
+    levels = await _events(kafka_bootstrap, catalogue_prefix, "StockLevelChanged", "TEA-001")
+    assert [lv.payload["reserved"] for lv in levels] == [3, 0]
+
+
+def _confluent_produce(bootstrap_servers: str, topic: str, envelopes: list[Envelope]) -> None:
+    producer = ConfluentProducer(
+        {
+            "bootstrap.servers": bootstrap_servers,
+            "acks": "all",
+            "enable.idempotence": True,
+            # the Java client's partitioner, so a SKU lands where aiokafka would put it too
+            "partitioner": "murmur2_random",
+        }
+    )
+    errors: list[object] = []
+    for e in envelopes:
+        producer.produce(
+            topic,
+            value=e.to_bytes(),
+            key=e.key.encode(),
+            headers=e.headers(),
+            on_delivery=lambda err, _msg: errors.append(err) if err else None,
+        )
+    assert producer.flush(30) == 0
+    assert errors == []
+
+
+async def test_stock_received_from_a_confluent_kafka_producer_is_applied_once(
+    inventory: bootstrap.Running, kafka_bootstrap: str, catalogue_prefix: str
+) -> None:
+    shipment = unique("shipment")
+    arrived = StockReceived(sku="TEA-001", quantity=7, shipment_id=shipment)
+    # the warehouse resends the same shipment under a new event id: one arrival, not two
+    records = [Envelope.wrap(arrived, key="TEA-001", producer="warehouse") for _ in range(2)]
+    await asyncio.to_thread(
+        _confluent_produce, kafka_bootstrap, catalogue_prefix + "warehouse.events", records
+    )
+    levels = await eventually(
+        lambda: _events(kafka_bootstrap, catalogue_prefix, "StockLevelChanged", "TEA-001"),
+        lambda found: len(found) >= 1,
+        what="the new level announced",
+    )
+    assert levels[0].payload == {"sku": "TEA-001", "on_hand": 17, "reserved": 0, "available": 17}
+    assert levels[0].causation_id == records[0].event_id
+    # the resend was handled too (its inbox row exists) and changed nothing
+    await eventually(
+        lambda: inventory.pool.fetchval(
+            "SELECT count(*) FROM inbox WHERE event_id = $1", records[1].event_id
+        ),
+        lambda n: n == 1,
+        what="the resend handled",
+    )
+    assert await _level(inventory.pool, "TEA-001") == (17, 0)

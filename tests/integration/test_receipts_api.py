@@ -1,0 +1,69 @@
+"""`GET /receipts/{order_id}` on real PostgreSQL: the owner reads it, others cannot see it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import asyncpg
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from services.receipts import api
+from services.receipts.domain import Line, Order, issue
+from services.receipts.store import SCHEMA, PostgresReceiptsUnitOfWork
+from shared.auth import AuthSettings, make_bearer_dependency, mint_token
+from shared.postgres import install_schema
+
+pytestmark = pytest.mark.integration
+AUTH = AuthSettings()
+
+
+@pytest.fixture
+async def client(pg_pool: asyncpg.Pool) -> AsyncIterator[httpx.AsyncClient]:
+    await install_schema(pg_pool, SCHEMA)
+    order = Order("ord-1", "alice", "EUR", (Line("TEA-001", 3, 450, 1350),))
+    receipt = issue(order, "LL-00000007", Decimal("0.20"), datetime(2026, 1, 1, tzinfo=UTC))
+    async with PostgresReceiptsUnitOfWork(pg_pool) as uow:
+        await uow.receipts.add_order(order)
+        await uow.receipts.add_receipt(receipt, "LL", 7)
+    app = FastAPI()
+    app.include_router(api.router(make_bearer_dependency(AUTH)))
+    app.state.pool = pg_pool
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://receipts") as c:
+        yield c
+
+
+def _as(subject: str, *scopes: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {mint_token(AUTH, subject, scopes)}"}
+
+
+async def test_the_owner_reads_the_receipt(client: httpx.AsyncClient) -> None:
+    response = await client.get("/receipts/ord-1", headers=_as("alice"))
+    assert response.status_code == 200
+    body = response.json()
+    assert body["number"] == "LL-00000007"
+    assert (body["subtotal_cents"], body["tax_cents"], body["total_cents"]) == (1350, 270, 1620)
+    assert body["tax_rate"] == "0.2000"
+    assert body["lines"] == [
+        {"sku": "TEA-001", "quantity": 3, "unit_price_cents": 450, "line_total_cents": 1350}
+    ]
+    assert body["delivery"] == "pending"
+
+
+async def test_another_customer_gets_404_like_an_unknown_order(client: httpx.AsyncClient) -> None:
+    other = await client.get("/receipts/ord-1", headers=_as("mallory"))
+    unknown = await client.get("/receipts/ord-404", headers=_as("alice"))
+    assert other.status_code == unknown.status_code == 404
+
+
+async def test_an_admin_reads_any_receipt(client: httpx.AsyncClient) -> None:
+    response = await client.get("/receipts/ord-1", headers=_as("support", "admin"))
+    assert response.status_code == 200
+
+
+async def test_no_token_is_401(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/receipts/ord-1")).status_code == 401
