@@ -223,11 +223,14 @@ def orders_router(authenticate: Callable[..., Awaitable[Principal]]) -> APIRoute
 
 def _printable(value: Any) -> Any:
     """Client input echoed in an error, made encodable: a lone surrogate (valid as a JSON
-    escape, not in UTF-8) becomes its escape text, a non-finite number becomes null."""
+    escape, not in UTF-8) becomes its escape text, a non-finite number becomes null, an integer
+    beyond 64 bits (orjson's limit) becomes its digits as text."""
     if isinstance(value, str):
         return value.encode("utf-8", "backslashreplace").decode("utf-8")
     if isinstance(value, float) and not math.isfinite(value):
         return None
+    if isinstance(value, int) and not -(2**63) <= value < 2**64:
+        return str(value)
     if isinstance(value, dict):
         return {_printable(k): _printable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Any
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from functools import partial
 
+import asyncpg
 from fastapi import FastAPI
 
 from services.checkout.api import Buses, install_error_handlers, orders_router
@@ -14,33 +14,40 @@ from services.checkout.catalogue import SEED
 from services.checkout.consumers import subscriptions
 from services.checkout.handlers import CancelOrder, GetOrder, OrderHandlers, PlaceOrder
 from services.checkout.middleware import BodySizeLimit, RequestMetrics
+from services.checkout.ports import CheckoutUnitOfWork
 from services.checkout.settings import CheckoutSettings
 from services.checkout.store import SCHEMA, PostgresCheckoutUnitOfWork, seed_products
 from shared.auth import AuthSettings, make_bearer_dependency
 from shared.buses import CommandBus, QueryBus
-from shared.http.health import HealthChecks, KafkaCheck, health_router, postgres_check
+from shared.http.health import HealthChecks, health_router
 from shared.kafka.consumer import ConsumerRunner
 from shared.observability.logging import get_logger
-from shared.postgres import create_pool, install_schema
-from shared.relay import OutboxRelay
+from shared.runtime import ServiceRuntime
 
 log = get_logger(__name__)
 
 
-def _background(
-    stack: AsyncExitStack,
-    run: Callable[[], Coroutine[Any, Any, None]],
-    stop: Callable[[], Awaitable[None]],
-) -> None:
-    task = asyncio.create_task(run())
+def runtime(settings: CheckoutSettings) -> ServiceRuntime:
+    def consumer(pool: asyncpg.Pool) -> ConsumerRunner[CheckoutUnitOfWork]:
+        return ConsumerRunner(
+            name=settings.consumer_group,
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            subscriptions=subscriptions(settings),
+            uow_factory=partial(PostgresCheckoutUnitOfWork, pool),
+        )
 
-    async def stopped() -> None:
-        await stop()
-        await asyncio.wait({task})
-        if not task.cancelled() and task.exception() is not None:
-            log.error("background task had died", exc_info=task.exception())
-
-    stack.push_async_callback(stopped)
+    return ServiceRuntime(
+        name="checkout",
+        database_url=settings.database_url,
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        schema=SCHEMA,
+        pool_max_size=settings.pool_max_size,
+        prepare=partial(seed_products, products=SEED),
+        # Off only where the HTTP surface alone is exercised: readiness then skips them too.
+        with_relay=settings.run_relay,
+        make_consumer=consumer if settings.run_consumer else None,
+        details={"topic_prefix": settings.topic_prefix},
+    )
 
 
 def create_app(
@@ -48,47 +55,19 @@ def create_app(
 ) -> FastAPI:
     settings = settings or CheckoutSettings()
     auth = auth or AuthSettings()
+    running = runtime(settings)
     ready, live = HealthChecks(), HealthChecks()
+    running.add_health_checks(ready, live)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if auth.uses_dev_secret:
             log.warning("using the local development JWT secret; set AUTH_JWT_SECRET")
-        # Shutdown runs in reverse: consumer, then relay, then the pool they both use.
-        async with AsyncExitStack() as stack:
-            pool = await create_pool(settings.database_url, max_size=settings.pool_max_size)
-            stack.push_async_callback(pool.close)
-            await install_schema(pool, SCHEMA)
-            await seed_products(pool, SEED)
-
-            def uow() -> PostgresCheckoutUnitOfWork:
-                return PostgresCheckoutUnitOfWork(pool)
-
+        async with running.running() as pool:
+            uow = partial(PostgresCheckoutUnitOfWork, pool)
             app.state.buses = _buses(
                 OrderHandlers(uow, events_topic=settings.topic("checkout.events"))
             )
-            kafka = KafkaCheck(settings.kafka_bootstrap_servers)
-            stack.push_async_callback(kafka.close)
-            ready.add("postgres", postgres_check(pool))
-            ready.add("kafka", kafka)
-            if settings.run_relay:
-                relay = OutboxRelay(
-                    pool=pool, bootstrap_servers=settings.kafka_bootstrap_servers, name="checkout"
-                )
-                _background(stack, relay.run, relay.stop)
-                ready.add("relay", relay.is_alive)
-            if settings.run_consumer:
-                runner = ConsumerRunner(
-                    name=settings.consumer_group,
-                    bootstrap_servers=settings.kafka_bootstrap_servers,
-                    subscriptions=subscriptions(settings),
-                    uow_factory=uow,
-                )
-                await runner.start()
-                _background(stack, runner.run, runner.stop)
-                ready.add("consumer", runner.is_alive)
-                live.add("consumer", runner.is_alive)
-            log.info("checkout started", topic_prefix=settings.topic_prefix)
             yield
 
     app = FastAPI(

@@ -3,12 +3,6 @@ and app."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass, field
-from functools import partial
-
 import asyncpg
 from fastapi import FastAPI
 
@@ -21,31 +15,14 @@ from services.receipts.render import compose
 from services.receipts.settings import ReceiptsSettings
 from services.receipts.store import SCHEMA, PostgresReceiptsUnitOfWork
 from shared.auth import AuthSettings, make_bearer_dependency
-from shared.http.health import HealthChecks, KafkaCheck, health_router, postgres_check
+from shared.http.health import HealthChecks, health_router
 from shared.kafka.consumer import ConsumerRunner, ConsumerSettings
 from shared.observability.logging import get_logger
-from shared.postgres import create_pool, install_schema
-from shared.relay import OutboxRelay
+from shared.runtime import ServiceRuntime, lifespan
 
 log = get_logger(__name__)
 
-
-@dataclass
-class Running:
-    pool: asyncpg.Pool
-    relay: OutboxRelay
-    runner: ConsumerRunner[PostgresReceiptsUnitOfWork]
-    delivery: DeliveryLoop
-    tasks: list[asyncio.Task[None]] = field(default_factory=list)
-
-    async def stop(self) -> None:
-        await self.runner.stop()
-        await self.delivery.stop()
-        await self.relay.stop()
-        for task in self.tasks:
-            with suppress(Exception):
-                await task
-        await self.pool.close()
+Running = ServiceRuntime  # what `start()` returns, by the name tests know it
 
 
 def channel(settings: ReceiptsSettings) -> Channel:
@@ -61,76 +38,60 @@ def channel(settings: ReceiptsSettings) -> Channel:
     return MailboxChannel(settings.mailbox_dir)
 
 
-async def start(settings: ReceiptsSettings) -> Running:
-    pool = await create_pool(settings.database_url)
-    await install_schema(pool, SCHEMA)
-    relay = OutboxRelay(
-        pool=pool, bootstrap_servers=settings.kafka_bootstrap_servers, name=settings.service_name
-    )
+def runtime(settings: ReceiptsSettings) -> ServiceRuntime:
     issuing = Issuing(
         issuer=settings.issuer,
         tax_rate=settings.tax_rate,
         out=settings.topic("receipts.events"),
     )
-    runner = ConsumerRunner(
-        name=settings.consumer_group,
+    mail = channel(settings)
+
+    def consumer(pool: asyncpg.Pool) -> ConsumerRunner[PostgresReceiptsUnitOfWork]:
+        return ConsumerRunner(
+            name=settings.consumer_group,
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            subscriptions=subscriptions(settings.topic("checkout.events"), issuing),
+            uow_factory=lambda: PostgresReceiptsUnitOfWork(pool),
+            settings=ConsumerSettings(group_instance_id=settings.instance_id),
+        )
+
+    def delivery(pool: asyncpg.Pool) -> DeliveryLoop:
+        domain = settings.customer_mail_domain
+        return DeliveryLoop(
+            pool=pool,
+            channel=mail,
+            compose=lambda r: compose(
+                r, sender=settings.mail_from, recipient=f"{r.customer_id}@{domain}"
+            ),
+            poll_interval=settings.delivery_poll_seconds,
+            backoff_initial=settings.delivery_backoff_initial,
+            backoff_max=settings.delivery_backoff_max,
+        )
+
+    return ServiceRuntime(
+        name=settings.service_name,
+        database_url=settings.database_url,
         bootstrap_servers=settings.kafka_bootstrap_servers,
-        subscriptions=subscriptions(settings.topic("checkout.events"), issuing),
-        uow_factory=lambda: PostgresReceiptsUnitOfWork(pool),
-        settings=ConsumerSettings(group_instance_id=settings.instance_id),
+        schema=SCHEMA,
+        make_consumer=consumer,
+        make_workers={"delivery": delivery},
+        details={"channel": mail.name, "issuer": settings.issuer},
     )
-    domain = settings.customer_mail_domain
-    delivery = DeliveryLoop(
-        pool=pool,
-        channel=channel(settings),
-        compose=lambda r: compose(
-            r, sender=settings.mail_from, recipient=f"{r.customer_id}@{domain}"
-        ),
-        poll_interval=settings.delivery_poll_seconds,
-        backoff_initial=settings.delivery_backoff_initial,
-        backoff_max=settings.delivery_backoff_max,
-    )
-    running = Running(pool, relay, runner, delivery)
-    running.tasks.append(asyncio.create_task(relay.run(), name="relay"))
-    running.tasks.append(asyncio.create_task(delivery.run(), name="delivery"))
-    await runner.start()
-    running.tasks.append(asyncio.create_task(runner.run(), name="consumer"))
-    log.info("receipts started", channel=delivery.channel.name, issuer=settings.issuer)
+
+
+async def start(settings: ReceiptsSettings) -> Running:
+    running = runtime(settings)
+    await running.start()
     return running
 
 
 def create_app(settings: ReceiptsSettings, auth: AuthSettings) -> FastAPI:
     if auth.uses_dev_secret:
         log.warning("bearer tokens use the local development secret; set AUTH_JWT_SECRET")
-    holder: dict[str, Running] = {}
-    kafka = KafkaCheck(settings.kafka_bootstrap_servers)
-
-    async def postgres() -> None:
-        await postgres_check(holder["running"].pool)()
-
-    def alive(part: str) -> bool:
-        running = holder.get("running")
-        return running is not None and getattr(running, part).is_alive()
-
+    running = runtime(settings)
     ready, live = HealthChecks(), HealthChecks()
-    ready.add("postgres", postgres)
-    ready.add("kafka", kafka)
-    for name, part in (("relay", "relay"), ("consumer", "runner"), ("delivery", "delivery")):
-        ready.add(name, partial(alive, part))
-    live.add("consumer", partial(alive, "runner"))
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        running = await start(settings)
-        holder["running"] = running
-        app.state.pool = running.pool
-        try:
-            yield
-        finally:
-            await running.stop()
-            await kafka.close()
-
-    app = FastAPI(title="Leadline receipts", version="1", lifespan=lifespan)
+    running.add_health_checks(ready, live)
+    app = FastAPI(title="Leadline receipts", version="1", lifespan=lifespan(running))
     app.include_router(api.router(make_bearer_dependency(auth)))
     app.include_router(health_router(ready, live=live))
     return app
