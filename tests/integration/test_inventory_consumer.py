@@ -15,8 +15,8 @@ from schemas.warehouse.v1 import StockReceived
 from services.inventory import bootstrap
 from services.inventory.settings import InventorySettings
 from shared.envelope import Envelope
-from tests.integration.procs.inventory_support import produce, read_all
 from tests.support import eventually, unique
+from tests.support.processes import produce, read_all
 
 pytestmark = pytest.mark.integration
 

@@ -15,8 +15,8 @@ from schemas.inventory.v1 import ReserveStock, StockLine
 from services.inventory.store import SCHEMA
 from shared.envelope import Envelope
 from shared.postgres import install_schema
-from tests.integration.procs.inventory_support import ServiceProcess, produce, read_all
 from tests.support import eventually, unique
+from tests.support.processes import ServiceProcess, produce, read_all
 
 pytestmark = pytest.mark.integration
 

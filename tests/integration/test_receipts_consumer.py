@@ -18,8 +18,8 @@ from services.receipts.settings import ReceiptsSettings
 from services.receipts.store import SCHEMA, PostgresReceiptsUnitOfWork
 from shared.envelope import Envelope
 from shared.postgres import install_schema
-from tests.integration.procs.inventory_support import produce, read_all
 from tests.support import eventually, unique
+from tests.support.processes import produce, read_all
 
 pytestmark = pytest.mark.integration
 

@@ -12,9 +12,9 @@ import pytest
 from services.receipts.store import SCHEMA
 from shared.auth import AuthSettings, mint_token
 from shared.postgres import install_schema
-from tests.integration.procs.inventory_support import ServiceProcess, produce, read_all
 from tests.integration.test_receipts_consumer import confirmed, placed
 from tests.support import eventually, unique
+from tests.support.processes import ServiceProcess, produce, read_all
 
 pytestmark = pytest.mark.integration
 

@@ -1,5 +1,5 @@
-"""Support for the inventory and receipts integration tests: service processes run for real
-(`python -m services.<name>`), and plain Kafka produce/read of envelopes."""
+"""Service processes run for real (`python -m services.<name>`), and plain Kafka produce/read
+of envelopes."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from shared.envelope import Envelope
 from tests.support import eventually
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def free_port() -> int:
