@@ -70,9 +70,7 @@ async def test_fuzzing_the_openapi_document_finds_no_server_error(
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None))
     serving = asyncio.create_task(server.serve())
     try:
-        await eventually(
-            lambda: asyncio.sleep(0, server.started or serving.done()), bool, what="serving"
-        )
+        await eventually(lambda: server.started or serving.done(), bool, what="serving")
         assert server.started, serving.exception()
         base_url = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
         schema = schemathesis.openapi.from_dict(app.openapi())

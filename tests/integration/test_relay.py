@@ -225,7 +225,8 @@ async def test_notify_wakes_an_idle_relay_long_before_its_poll(
     await append(pg_pool, topic, [second], tx_size=1)
     received = await eventually(reader.poll, distinct(2), timeout=10, what="second row")
     assert [e.event_id for e in received] == [first.event_id, second.event_id]
-    assert task.done() is False
+    assert relay.is_alive()
+    assert not task.done()
 
 
 async def test_a_row_kafka_refuses_stops_its_batch_and_the_rows_behind_it_wait(
@@ -380,7 +381,7 @@ async def test_relay_process_killed_mid_batch_loses_nothing_and_keeps_key_order(
 ) -> None:
     """SIGKILL lands after the relay published a batch and before its mark committed: the
     window in which only at-least-once publishing saves a row. A row lock the test holds on
-    one row of batch 14 parks the relay exactly there, so the kill is mid-batch every run."""
+    one row of the 14th batch parks the relay exactly there, so the kill is mid-batch every run."""
     await install_schema(pg_pool)
     topic = await new_topic("relay", partitions=3)
     keys = [unique("order") for _ in range(8)]

@@ -97,7 +97,7 @@ async def test_housekeeping_runs_again_after_a_failed_pass(
         async with runtime.running():
             await pg_pool.execute("ALTER TABLE inbox RENAME TO inbox_parked")
             await eventually(
-                lambda: asyncio.sleep(0, [e for e in logs if e["event"] == "housekeeping failed"]),
+                lambda: [e for e in logs if e["event"] == "housekeeping failed"],
                 bool,
                 what="a failed pass logged",
             )
@@ -248,7 +248,7 @@ async def test_stop_order_consumer_then_workers_then_relay_then_pool(
     await runtime.start()
     relay.append(runtime.relay)
     assert log == ["consumer started"]
-    await eventually(lambda: asyncio.sleep(0, relay[0].is_alive()), bool, what="relay alive")
+    await eventually(lambda: relay[0].is_alive(), bool, what="relay alive")
     await runtime.stop()
     assert log == [
         "consumer started",

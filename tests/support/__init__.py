@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -17,18 +18,20 @@ def unique(prefix: str) -> str:
 
 
 async def eventually(
-    probe: Callable[[], Awaitable[T]],
+    probe: Callable[[], Awaitable[T] | T],
     until: Callable[[T], bool],
     *,
     timeout: float = 30.0,
     interval: float = 0.1,
     what: str = "condition",
 ) -> T:
-    """Poll `probe` until `until(result)` holds; fail with the last value after `timeout` s."""
+    """Poll `probe` (sync or async) until `until(result)` holds; fail with the last value
+    after `timeout` s."""
     deadline = time.monotonic() + timeout
     last: T | None = None
     while True:
-        last = await probe()
+        result = probe()
+        last = await result if inspect.isawaitable(result) else result
         if until(last):
             return last
         if time.monotonic() > deadline:
