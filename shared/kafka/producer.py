@@ -34,6 +34,8 @@ class ProducerSettings:
     request_timeout_ms: int = 10_000
     retry_backoff_ms: int = 200
     max_batch_size: int = 256 * 1024
+    # 0: the relay hands over a whole batch before it yields to the sender, so records batch
+    # anyway; lingering would only delay every relay batch, a NOTIFY-woken single row included
     linger_ms: int = 0
     compression_type: Compression | None = None
     delivery_timeout: float = 30.0  # seconds to wait for all acks of one send_all call
@@ -50,8 +52,8 @@ class OutgoingMessage:
 
 class DeliveryError(Exception):
     """Not every message of a `send_all` was acknowledged. The first `delivered` messages were;
-    the rest may or may not have landed, so the caller re-sends them (the producer is already
-    recreated)."""
+    the rest may or may not have landed, so the caller re-sends them (the producer has been
+    discarded; the next send starts a fresh one)."""
 
     def __init__(self, delivered: int, cause: BaseException) -> None:
         super().__init__(f"delivery stopped after {delivered} messages: {cause!r}")
@@ -135,7 +137,8 @@ class Producer:
                 total=len(messages),
                 error=repr(failure),
             )
-            await self._abandon()
+            producer, self._producer = self._producer, None
+            await self._discard(producer)
             raise DeliveryError(delivered, failure) from failure
 
     async def _acknowledged(
@@ -157,26 +160,23 @@ class Producer:
                 return delivered, error
         return len(futures), None
 
-    async def _abandon(self) -> None:
-        producer, self._producer = self._producer, None
-        if producer is None:
-            return
-        # Fail what is still buffered, so closing need not wait on a broker that may be gone.
-        # Those rows stay unsent in the outbox and go out again on the next producer. Order
-        # still holds: per partition, idempotence lets a later batch land only after every
-        # earlier one did, so what this producer leaves behind is a prefix in id order.
-        producer._message_accumulator.fail_all(KafkaError("producer abandoned"))
-        await self._close(producer)
-
     async def _close(self, producer: Any) -> None:
+        """Flush and close; discard after close_timeout. Never raises: a producer on its way
+        out must not take its caller down."""
         try:
             await asyncio.wait_for(producer.stop(), self._settings.close_timeout)
-        except (TimeoutError, KafkaError, OSError) as exc:
-            # stop() flushes first, which never ends while the broker is away; in-flight
-            # records are simply dropped, their rows are still unsent in the outbox
+        except Exception as exc:
             _log.warning("kafka producer did not close cleanly", error=repr(exc))
-            producer._message_accumulator.fail_all(KafkaError("producer abandoned"))
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(producer._sender.close(), self._settings.close_timeout)
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(producer.client.close(), self._settings.close_timeout)
+            await self._discard(producer)
+
+    async def _discard(self, producer: Any) -> None:
+        """Close without flushing. stop() flushes first, which never ends while the broker is
+        away (idempotent batches retry forever), and what is still buffered is unwanted anyway:
+        its rows are unsent in the outbox and go out again on the next producer. Requests in
+        flight end within request_timeout_ms; per partition, idempotence lets a batch land only
+        after every earlier one did, so what this producer delivered is a prefix in id order."""
+        producer._closed = True  # what stop() sets first: later sends fail, no unclosed warning
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(producer._sender.close(), self._settings.close_timeout)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(producer.client.close(), self._settings.close_timeout)
