@@ -92,9 +92,23 @@ class Inbox(Protocol):
         ...
 
 
-class UnitOfWork(Protocol):
+class Transaction(Protocol):
+    """An async block bound to one database transaction: leaving it without an exception
+    commits; an exception rolls back."""
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+
+class UnitOfWork(Transaction, Protocol):
     """One database transaction: event appends, outbox rows and the inbox row commit together
-    or not at all. Leaving the block without an exception commits; an exception rolls back."""
+    or not at all."""
 
     # read-only properties, so implementations may narrow the types (a Postgres unit of work
     # exposes Postgres adapters) and still satisfy the protocol under mypy --strict
@@ -106,15 +120,6 @@ class UnitOfWork(Protocol):
 
     @property
     def inbox(self) -> Inbox: ...
-
-    async def __aenter__(self) -> Self: ...
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None: ...
 
 
 UnitOfWorkFactory = Callable[[], UnitOfWork]

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, Protocol, Self
+from typing import Any, Protocol
 
 from services.checkout.domain import Price
-from shared.ports import EventStore, Inbox, Outbox
+from shared.ports import EventStore, Outbox, UnitOfWork
 
 
 class Products(Protocol):
@@ -40,8 +39,7 @@ class IdempotencyKeys(Protocol):
 
 
 class OrderUnitOfWork(Protocol):
-    """What loading and saving an order needs. Read-only members (unlike shared.ports'
-    UnitOfWork attributes), so the PostgreSQL and in-memory units of work both conform."""
+    """What loading and saving an order needs."""
 
     @property
     def events(self) -> EventStore: ...
@@ -50,24 +48,11 @@ class OrderUnitOfWork(Protocol):
     def outbox(self) -> Outbox: ...
 
 
-class CheckoutUnitOfWork(OrderUnitOfWork, Protocol):
-    """One transaction: order events, outbox rows, the inbox row and checkout's own tables.
-    Leaving the block without an exception commits; an exception rolls back."""
-
-    @property
-    def inbox(self) -> Inbox: ...
+class CheckoutUnitOfWork(UnitOfWork, Protocol):
+    """One transaction: order events, outbox rows, the inbox row and checkout's own tables."""
 
     @property
     def products(self) -> Products: ...
 
     @property
     def idempotency(self) -> IdempotencyKeys: ...
-
-    async def __aenter__(self) -> Self: ...
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None: ...

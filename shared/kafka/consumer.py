@@ -17,8 +17,7 @@ import asyncio
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, Generic, Protocol, Self, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
@@ -37,25 +36,16 @@ from shared.observability.metrics import (
     MESSAGES_FAILED,
     MESSAGES_HANDLED,
 )
-from shared.ports import Inbox
+from shared.ports import Inbox, Transaction
 
 __all__ = ["ConsumerRunner", "ConsumerSettings", "InboxUnitOfWork", "Subscription"]
 
 
-class InboxUnitOfWork(Protocol):
+class InboxUnitOfWork(Transaction, Protocol):
     """What the runner needs of a unit of work (read-only, so every `UnitOfWork` fits)."""
 
     @property
     def inbox(self) -> Inbox: ...
-
-    async def __aenter__(self) -> Self: ...
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None: ...
 
 
 U = TypeVar("U", bound=InboxUnitOfWork)
