@@ -184,14 +184,14 @@ pg_up() {
       rm -f "$pw"
       cat >>"$dir/data/postgresql.conf" <<EOF
 listen_addresses = '127.0.0.1'
-port = $PG_PORT
 unix_socket_directories = '$dir'
 max_connections = 300
 shared_buffers = 256MB
 EOF
     fi
     log "starting postgres on 127.0.0.1:$PG_PORT"
-    as_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 start >/dev/null \
+    # the port is given at start, not written into the cluster: PG_PORT may change between runs
+    as_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -o "-p $PG_PORT" -w -t 60 start >/dev/null \
       || { tail -n 30 "$dir/postgres.log" >&2; die "postgres did not start"; }
   fi
   local db
