@@ -90,9 +90,10 @@ run() {
   echo
   echo "Checkout HTTP entry point: http://127.0.0.1:8000  (OpenAPI: http://127.0.0.1:8000/docs)"
   echo "Following logs under $RUN/logs — Ctrl-C stops everything."
-  # ignore further signals (and a closed pipe, e.g. `make run | tee`) while stopping everything
-  trap 'trap "" INT TERM PIPE; echo; make -C "$ROOT" down; exit 0' INT TERM
   tail -n 20 -F "$RUN"/logs/*.log &
+  FOLLOWER=$!
+  # ignore further signals (and a closed pipe, e.g. `make run | tee`) while stopping everything
+  trap 'trap "" INT TERM PIPE; kill "$FOLLOWER" 2>/dev/null; echo; make -C "$ROOT" down; exit 0' INT TERM
   wait
 }
 
