@@ -8,10 +8,8 @@ import asyncpg
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 from pydantic import BaseModel, ConfigDict, Field
 
+from schemas.fields import Sku
 from services.inventory.store import stock_levels
-from shared.observability.logging import get_logger
-
-log = get_logger(__name__)
 
 
 class StockLevel(BaseModel):
@@ -50,7 +48,7 @@ async def all_levels(pool: Pool) -> list[StockLevel]:
     summary="One SKU's stock level",
     responses={404: {"description": "the SKU is not known"}},
 )
-async def one_level(sku: str, pool: Pool) -> StockLevel:
+async def one_level(sku: Sku, pool: Pool) -> StockLevel:
     """On hand, reserved and available units of one SKU."""
     found = await stock_levels(pool, sku)
     if not found:

@@ -12,6 +12,7 @@ import asyncpg
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 from pydantic import BaseModel, ConfigDict, Field
 
+from schemas.fields import Id
 from services.receipts.store import receipt_with_delivery
 from shared.auth import Principal
 
@@ -82,7 +83,7 @@ def router(authenticate: Callable[..., Awaitable[Principal]]) -> APIRouter:
             404: {"description": "no receipt for this order (yet), or not the caller's order"},
         },
     )
-    async def get_receipt(order_id: str, caller: Caller, pool: Pool) -> ReceiptView:
+    async def get_receipt(order_id: Id, caller: Caller, pool: Pool) -> ReceiptView:
         """The receipt issued for a confirmed order. Customers see their own orders' receipts
         only; another customer's order answers 404, so ids cannot be probed."""
         found = await receipt_with_delivery(pool, order_id)

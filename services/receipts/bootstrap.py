@@ -3,6 +3,8 @@ and app."""
 
 from __future__ import annotations
 
+from email.headerregistry import Address
+
 import asyncpg
 from fastapi import FastAPI
 
@@ -60,8 +62,12 @@ def runtime(settings: ReceiptsSettings) -> ServiceRuntime:
         return DeliveryLoop(
             pool=pool,
             channel=mail,
+            # Address quotes the local part: a customer id like "a:b" unquoted is a group
+            # holding b@domain, and the receipt would go to another customer.
             compose=lambda r: compose(
-                r, sender=settings.mail_from, recipient=f"{r.customer_id}@{domain}"
+                r,
+                sender=settings.mail_from,
+                recipient=str(Address(username=r.customer_id, domain=domain)),
             ),
             poll_interval=settings.delivery_poll_seconds,
             backoff_initial=settings.delivery_backoff_initial,

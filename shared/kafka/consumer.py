@@ -58,7 +58,7 @@ class ConsumerSettings:
     session_timeout_ms: int = 10_000
     heartbeat_interval_ms: int = 3_000
     max_poll_interval_ms: int = 300_000
-    max_attempts: int = 5  # handler attempts before "handler-failed"; outages retry unbounded
+    max_attempts: int = 5  # handler failures before "handler-failed"; outages retry unbounded
     backoff_initial: float = 0.1  # seconds, doubled per attempt
     backoff_max: float = 5.0
     liveness_window: float = 60.0  # seconds without a poll before is_alive() turns False
@@ -128,9 +128,17 @@ class ConsumerRunner(Generic[U]):
             heartbeat_interval_ms=s.heartbeat_interval_ms,
             max_poll_interval_ms=s.max_poll_interval_ms,
         )
-        await self._consumer.start()
-        self._consumer.subscribe(self._topics, listener=_Rebalance(self))
-        await self._dead_letters.start()
+        try:
+            await self._consumer.start()
+            self._consumer.subscribe(self._topics, listener=_Rebalance(self))
+            await self._dead_letters.start()
+        except BaseException:
+            # a started consumer left behind would keep its group membership, and with it
+            # partitions that nobody polls
+            consumer, self._consumer = self._consumer, None
+            await consumer.stop()
+            await self._dead_letters.stop()
+            raise
 
     async def run(self) -> None:
         """Consume until stop(). An unexpected error ends the loop (and liveness with it)."""
@@ -235,7 +243,7 @@ class ConsumerRunner(Generic[U]):
             await self._handle_one(work)
 
     async def _handle_one(self, work: Work[U]) -> None:
-        attempt = 0
+        attempt = failures = 0  # failures: the handler's own, outages excluded
         while True:
             attempt += 1
             try:
@@ -248,8 +256,11 @@ class ConsumerRunner(Generic[U]):
                 return
             except Exception as exc:
                 self._failed(work, exc, attempt)
-                if attempt >= self._settings.max_attempts and not is_outage(exc):
-                    error = f"{attempt} attempts, last: {type(exc).__name__}: {exc}"
+                # outages must not use up the budget, or the first ordinary failure after a
+                # long one (a deadlock as every consumer rushes back) is dead-lettered at once
+                failures += not is_outage(exc)
+                if failures >= self._settings.max_attempts:
+                    error = f"{failures} failed attempts, last: {type(exc).__name__}: {exc}"
                     with message_context(work.envelope):
                         await self._dead_letter(work.record, Reason.HANDLER_FAILED, error)
                     return

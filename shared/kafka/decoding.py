@@ -70,7 +70,7 @@ def routes(subscriptions: list[Subscription[U]]) -> dict[tuple[str, str], Subscr
 
 def _header(record: Any, name: str) -> str | None:
     for k, v in record.headers:
-        if k == name:
+        if k == name and v is not None:  # Kafka allows a header without a value
             return bytes(v).decode(errors="replace")
     return None
 

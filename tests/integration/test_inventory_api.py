@@ -43,3 +43,10 @@ async def test_every_sku_in_sku_order(client: httpx.AsyncClient) -> None:
 
 async def test_an_unknown_sku_is_404(client: httpx.AsyncClient) -> None:
     assert (await client.get("/stock/NOPE-001")).status_code == 404
+
+
+async def test_a_malformed_sku_is_a_422_not_a_database_error(client: httpx.AsyncClient) -> None:
+    # NUL cannot be sent to PostgreSQL as text: unchecked, it was a 500
+    response = await client.get("/stock/TEA%00-001")
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["path", "sku"]

@@ -67,3 +67,12 @@ async def test_an_admin_reads_any_receipt(client: httpx.AsyncClient) -> None:
 
 async def test_no_token_is_401(client: httpx.AsyncClient) -> None:
     assert (await client.get("/receipts/ord-1")).status_code == 401
+
+
+async def test_a_malformed_order_id_is_a_422_not_a_database_error(
+    client: httpx.AsyncClient,
+) -> None:
+    # NUL cannot be sent to PostgreSQL as text: unchecked, it was a 500
+    response = await client.get("/receipts/ord%001", headers=_as("alice"))
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["path", "order_id"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import email
+import email.policy
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -15,10 +16,12 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from services.receipts import bootstrap
 from services.receipts.channels import MailboxChannel, SmtpChannel
 from services.receipts.delivery import DeliveryLoop
 from services.receipts.domain import Line, Order, Receipt, issue
 from services.receipts.render import compose
+from services.receipts.settings import ReceiptsSettings
 from services.receipts.store import SCHEMA, PostgresReceiptsUnitOfWork, claim_due_deliveries
 from shared.postgres import install_schema
 from tests.support import eventually, unique
@@ -169,3 +172,25 @@ async def test_a_resend_over_smtp_carries_the_same_message_id(
     assert first["Message-ID"] == again["Message-ID"] == f"<receipt.{receipt.number}@shop.example>"
     assert first["To"] == "alice@example.org"
     assert receipt.number in first["Subject"]
+
+
+async def test_the_service_mails_the_customer_whose_id_has_a_colon(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    # "mallory:alice@…" unquoted parses as the group "mallory:" holding alice@…: the receipt
+    # would go to alice. The delivery loop the service builds must quote the local part.
+    order = Order(unique("order"), "mallory:alice", "EUR", (Line("TEA-001", 1, 450, 450),))
+    receipt = issue(order, "LL-00000001", Decimal("0.20"), datetime.now(UTC))
+    async with PostgresReceiptsUnitOfWork(pool) as uow:
+        await uow.receipts.add_order(order)
+        await uow.receipts.add_receipt(receipt, "LL", 1)
+    settings = ReceiptsSettings(mailbox_dir=tmp_path, customer_mail_domain="shop.example")
+    loop = bootstrap.runtime(settings).make_workers["delivery"](pool)
+
+    assert await loop.deliver_due() == 1
+
+    mail = email.message_from_bytes(
+        MailboxChannel(tmp_path).path(receipt.number).read_bytes(), policy=email.policy.default
+    )
+    (address,) = mail["To"].addresses
+    assert (address.username, address.domain) == ("mallory:alice", "shop.example")
