@@ -84,7 +84,10 @@ class DeadLetter:
     @property
     def event_id(self) -> str | None:
         """From the original `event_id` header (absent when the record was never ours)."""
-        return next((v.decode() for k, v in self.headers if k == "event_id"), None)
+        # a header may carry no value at all (Kafka allows it; upstream producers are not ours)
+        return next(
+            (v.decode() for k, v in self.headers if k == "event_id" and v is not None), None
+        )
 
     @classmethod
     def from_record(cls, record: Any) -> DeadLetter:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from types import TracebackType
 from typing import Self
 
@@ -50,6 +51,15 @@ class PostgresUnitOfWork:
             if exc_type is None:
                 await self._tx.commit()
             else:
-                await self._tx.rollback()
+                # The caller must see the block's own error (a PermanentError must stay
+                # permanent), not a rollback failing on a broken connection: the server rolls
+                # the transaction back anyway when that session ends.
+                with contextlib.suppress(
+                    asyncpg.PostgresError,
+                    asyncpg.InterfaceError,
+                    asyncpg.InternalClientError,
+                    OSError,
+                ):
+                    await self._tx.rollback()
         finally:
             await self._pool.release(self.connection)

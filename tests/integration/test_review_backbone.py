@@ -110,3 +110,20 @@ async def test_a_failed_start_leaves_no_group_member_holding_partitions(
         await settled(kafka_bootstrap, name, ends(metadata))
 
     assert len(await applied(pg_pool)) == len(events)
+
+
+async def test_a_broken_connection_does_not_hide_the_blocks_own_error(
+    pg_pool: asyncpg.Pool,
+) -> None:
+    from shared.errors import PermanentError
+
+    await install_schema(pg_pool)
+
+    async def refuse_on_a_dropped_connection() -> None:
+        async with PostgresUnitOfWork(pg_pool) as uow:
+            pid = await uow.connection.fetchval("SELECT pg_backend_pid()")
+            await pg_pool.execute("SELECT pg_terminate_backend($1)", pid)
+            raise PermanentError("refused")
+
+    with pytest.raises(PermanentError, match="refused"):
+        await refuse_on_a_dropped_connection()
