@@ -47,12 +47,14 @@ class DeliveryLoop:
         backoff_initial: float = 1.0,
         backoff_max: float = 300.0,
         liveness_window: float = 120.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.channel = channel
         self._pool, self._compose = pool, compose
         self._poll, self._batch, self._lease = poll_interval, batch_size, lease_seconds
         self._initial, self._max = backoff_initial, backoff_max
         self._window = liveness_window
+        self._clock = clock
         self._stopping = asyncio.Event()
         self._last_pass = time.monotonic()
         self._task: asyncio.Task[object] | None = None
@@ -60,8 +62,14 @@ class DeliveryLoop:
     async def deliver_due(self) -> int:
         """One pass over due deliveries; returns how many were delivered."""
         claimed = await store.claim_due_deliveries(self._pool, self._batch, self._lease)
+        # Start no send once half the lease is gone: one begun later could still be running
+        # when the lease ends and another instance claims (and sends) the same receipt. What is
+        # left stays claimed until then and is taken again by the next pass to claim it.
+        send_until = self._clock() + self._lease / 2
         delivered = 0
         for receipt, attempt in claimed:
+            if self._clock() > send_until:
+                break
             try:
                 await self.channel.deliver(receipt.number, self._compose(receipt))
             except Exception as exc:

@@ -4,6 +4,7 @@ conversation: retries never issue a second receipt nor leave a second copy."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import email
 import email.policy
 from collections.abc import AsyncIterator
@@ -117,6 +118,41 @@ async def test_a_delivery_claimed_by_a_process_that_died_is_taken_again_after_it
     assert await claim_due_deliveries(pool, 10, 0.5) == []
     await eventually(survivor.deliver_due, lambda n: n == 1, what="taken again after the lease")
     assert mailbox.path(receipt.number).exists()
+
+
+@dataclass
+class SlowChannel:
+    """Every send takes `seconds` on the loop's clock (a slow SMTP server), counted per receipt."""
+
+    inner: MailboxChannel
+    seconds: float
+    now: float = 0.0
+    calls: collections.Counter[str] = field(default_factory=collections.Counter)
+    name: str = "slow"
+
+    def clock(self) -> float:
+        return self.now
+
+    async def deliver(self, receipt_number: str, message: EmailMessage) -> None:
+        self.calls[receipt_number] += 1
+        await self.inner.deliver(receipt_number, message)
+        self.now += self.seconds
+
+
+async def test_a_pass_starts_no_send_that_could_outlive_its_lease(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    for sequence in (1, 2, 3):
+        await _issued(pool, sequence)
+    channel = SlowChannel(MailboxChannel(tmp_path), seconds=40.0)
+    loop = DeliveryLoop(
+        pool=pool, channel=channel, compose=_mail, lease_seconds=60.0, clock=channel.clock
+    )
+    # the second send would start 40 s into a 60 s lease: past its half, so it is not begun
+    assert await loop.deliver_due() == 1
+    assert sum(channel.calls.values()) == 1
+    # the rest stay claimed until the lease ends: no other instance takes them meanwhile
+    assert await claim_due_deliveries(pool, 10, 60.0) == []
 
 
 @dataclass
