@@ -14,6 +14,7 @@ Guarantees, per event:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -63,6 +64,9 @@ class ConsumerSettings:
     backoff_max: float = 5.0
     liveness_window: float = 60.0  # seconds without a poll before is_alive() turns False
     transaction_batch: int = 1  # records of one partition per database transaction
+    # stop() waits this long for the record in hand, then cancels it: its transaction rolls
+    # back and its offset stays uncommitted, so it is delivered again (the inbox makes that safe)
+    stop_timeout: float = 30.0
     # static membership: a restarted instance takes its partitions back without a rebalance
     group_instance_id: str | None = None
 
@@ -164,7 +168,12 @@ class ConsumerRunner(Generic[U]):
         self._interrupt.set()
         if self._task is not None:
             # the loop, not its task: a caller may await run() and then stop() in one task
-            await self._loop_ended.wait()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._loop_ended.wait(), self._settings.stop_timeout)
+            if not self._loop_ended.is_set() and self._task is not asyncio.current_task():
+                self._log.warning("handler did not finish in time; cancelling it")
+                self._task.cancel()
+                await asyncio.wait({self._task})
         if self._consumer is not None:
             await self._offsets.commit(self._consumer)
             await self._consumer.stop()

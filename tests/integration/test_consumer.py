@@ -345,3 +345,32 @@ async def test_a_consumer_killed_mid_batch_and_restarted_applies_every_event_exa
     # the kill left effects committed ahead of the offsets: the restart met them as duplicates
     duplicates = (tmp_path / "second.log").read_text().count('"duplicate skipped"')
     assert duplicates == applied_at_kill - committed_at_kill
+
+
+async def test_stop_cancels_a_hung_handler_and_its_record_is_delivered_again(
+    pg_pool: asyncpg.Pool, kafka_bootstrap: str, topic: TopicFactory
+) -> None:
+    await install_schema(pg_pool, DDL)
+    t = await topic()
+    entered, never = asyncio.Event(), asyncio.Event()
+
+    async def hangs(envelope: Envelope, message: OrderConfirmed, uow: PostgresUnitOfWork) -> None:
+        await count(envelope, message, uow)  # written, then never committed
+        entered.set()
+        await never.wait()
+
+    name = unique("consumer")
+    settings = ConsumerSettings(poll_timeout_ms=100, stop_timeout=0.5)
+    hung = runner_for(name, kafka_bootstrap, t, hangs, pg_pool, settings)
+    await hung.start()
+    loop = asyncio.create_task(hung.run())
+    await produce(kafka_bootstrap, t, [raw(confirmed(unique("order")))])
+    await eventually(polled(entered.is_set), bool, what="handler entered")
+    await hung.stop()  # returns although the handler never does
+    await asyncio.wait({loop})
+    assert loop.cancelled()
+    assert await applied(pg_pool) == []  # the hung transaction rolled back
+
+    async with running(runner_for(name, kafka_bootstrap, t, count, pg_pool, FAST)):
+        await eventually(lambda: applied(pg_pool), lambda rows: len(rows) == 1, what="redelivered")
+    assert {r["times"] for r in await applied(pg_pool)} == {1}
