@@ -1,8 +1,8 @@
 """Inventory use cases, run inside the consumer runner's unit of work (inbox already claimed).
 
-Outcomes carry deterministic event ids derived from the order (or shipment), so handling the
-same order twice, under any event id, emits the very same messages and downstream inboxes drop
-the repeats.
+Outcomes carry deterministic event ids derived from the order (or shipment): handling the same
+order again, under any event id, re-sends the first outcome with the same id (and changes no
+stock), so downstream inboxes drop the repeat.
 """
 
 from __future__ import annotations
@@ -24,9 +24,11 @@ from schemas.warehouse.v1 import StockReceived
 from services.inventory import domain
 from services.inventory.ports import InventoryUnitOfWork
 from shared.envelope import Envelope, deterministic_id
+from shared.errors import PermanentError
 from shared.observability.logging import get_logger
 
 PRODUCER = "inventory"
+MAX_LINE_QUANTITY = 1000  # schemas.fields.Quantity
 log = get_logger(__name__)
 
 
@@ -40,6 +42,13 @@ async def reserve_stock(
         await _emit(uow, out, envelope, [_outcome(existing)])
         return
     requested = domain.merge_lines((line.sku, line.quantity) for line in command.lines)
+    too_many = {sku: q for sku, q in requested.items() if q > MAX_LINE_QUANTITY}
+    if too_many:
+        # a command no reply can describe (StockLine caps a quantity): refuse it loudly, once
+        raise PermanentError(
+            f"ReserveStock for {command.order_id} asks more than {MAX_LINE_QUANTITY} of one SKU"
+            f" after merging its lines: {too_many}"
+        )
     levels = await uow.stock.lock_levels(list(requested))
     reservation, changed = domain.allocate(command.order_id, requested, levels)
     await uow.stock.save_levels(changed)

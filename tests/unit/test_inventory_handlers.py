@@ -6,12 +6,15 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
+import pytest
+
 from schemas.inventory.v1 import ReleaseStock, ReserveStock, StockLine
 from schemas.registry import Message
 from schemas.warehouse.v1 import StockReceived
 from services.inventory import handlers
 from services.inventory.domain import Level, Reservation
 from shared.envelope import Envelope
+from shared.errors import PermanentError
 from shared.memory import MemoryDatabase, MemoryOutbox
 
 OUT = "inventory.events"
@@ -84,6 +87,16 @@ async def test_reservation_holds_stock_and_announces_it() -> None:
     ]
     assert sent[1].payload == {"sku": "TEA-001", "on_hand": 5, "reserved": 2, "available": 3}
     assert all(e.correlation_id == "o1" for e in sent)
+
+
+async def test_lines_merging_past_the_quantity_limit_are_refused_holding_nothing() -> None:
+    uow = FakeUoW(FakeStock({"TEA-001": Level("TEA-001", 5000, 0)}))
+    command = ReserveStock(order_id="o1", lines=[StockLine(sku="TEA-001", quantity=600)] * 2)
+    with pytest.raises(PermanentError, match="TEA-001"):
+        await handlers.reserve_stock(_envelope(command, "o1"), command, uow, out=OUT)
+    assert uow.stock.levels["TEA-001"].reserved == 0
+    assert uow.sent() == []
+    assert uow.stock.reservations == {}
 
 
 async def test_shortage_fails_the_whole_order_and_holds_nothing() -> None:
