@@ -23,7 +23,6 @@ from services.checkout.bootstrap import create_app
 from services.checkout.settings import CheckoutSettings
 from shared.auth import AuthSettings, mint_token
 from shared.envelope import Envelope
-from shared.kafka.admin import catalogue_specs
 from tests.support import eventually, unique
 
 AUTH = AuthSettings(jwt_secret="integration-test-secret-long-enough-for-hs256")
@@ -81,35 +80,10 @@ class Checkout:
         return bool(row["n"] == 0)
 
 
-async def topics_visible(bootstrap: str, prefix: str) -> None:
-    """Topic creation answers before the broker's metadata has every partition's leader; a
-    consumer subscribing earlier is assigned nothing until its next metadata refresh."""
-    wanted = [name for name, _, _ in catalogue_specs(prefix)]
-
-    async def described() -> list[Any]:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-        await admin.start()
-        try:
-            return await admin.describe_topics(wanted)
-        finally:
-            await admin.close()
-
-    def ready(topics: list[Any]) -> bool:
-        return all(
-            t["error_code"] == 0
-            and t["partitions"]
-            and all(p["leader"] >= 0 for p in t["partitions"])
-            for t in topics
-        )
-
-    await eventually(described, ready, what="topics with leaders in metadata")
-
-
 @pytest.fixture
 async def checkout(
     pg_dsn: str, kafka_bootstrap: str, catalogue_prefix: str
 ) -> AsyncIterator[Checkout]:
-    await topics_visible(kafka_bootstrap, catalogue_prefix)
     settings = CheckoutSettings(
         database_url=pg_dsn,
         kafka_bootstrap_servers=kafka_bootstrap,

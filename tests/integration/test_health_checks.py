@@ -1,17 +1,9 @@
 """The readiness checks services add, against the real dependencies and a dead port."""
 
-import socket
-
 import asyncpg
 
 from shared.http.health import HealthChecks, kafka_check, postgres_check
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+from tests.support.processes import free_port
 
 
 async def test_postgres_check_passes_on_a_live_database(pg_pool: asyncpg.Pool) -> None:
@@ -24,7 +16,7 @@ async def test_postgres_check_passes_on_a_live_database(pg_pool: asyncpg.Pool) -
 async def test_kafka_check_passes_on_the_broker_and_fails_on_a_dead_port(
     kafka_bootstrap: str,
 ) -> None:
-    live, dead = kafka_check(kafka_bootstrap), kafka_check(f"127.0.0.1:{_free_port()}")
+    live, dead = kafka_check(kafka_bootstrap), kafka_check(f"127.0.0.1:{free_port()}")
     checks = HealthChecks(timeout=5.0)
     checks.add("kafka", live)
     checks.add("nowhere", dead)
