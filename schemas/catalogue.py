@@ -24,6 +24,9 @@ class Topic:
     message_types: tuple[str, ...]
     cleanup_policy: Literal["delete", "compact"] = "delete"
     saga: bool = False
+    # commands have exactly one handler: its consumer dead-letters any type it does not handle,
+    # where an event topic's consumers skip the known types they do not care about
+    commands: bool = False
     description: str = ""
     # (type, payload field) for a message keyed by something other than `key`: it keeps its
     # own per-key order but is not co-partitioned with the saga, which must not rely on it.
@@ -45,6 +48,7 @@ TOPICS: tuple[Topic, ...] = (
         "order_id",
         ("ConfirmOrder", "RejectOrder"),
         saga=True,
+        commands=True,
         description="commands the saga sends to checkout",
     ),
     Topic(
@@ -61,6 +65,7 @@ TOPICS: tuple[Topic, ...] = (
         "order_id",
         ("ReserveStock", "ReleaseStock"),
         saga=True,
+        commands=True,
         description="commands the saga sends to inventory",
     ),
     Topic(
@@ -86,6 +91,7 @@ TOPICS: tuple[Topic, ...] = (
         "order_id",
         ("RequestPayment",),
         saga=True,
+        commands=True,
         description="upstream payment provider: our requests",
     ),
     Topic(
@@ -112,6 +118,11 @@ def topic(name: str) -> Topic:
         if t.name == name:
             return t
     raise KeyError(f"topic {name!r} is not in the catalogue")
+
+
+def is_command_topic(physical: str) -> bool:
+    """Whether `physical` is a command topic of the catalogue, under any topic prefix."""
+    return any(t.commands and physical.endswith(t.name) for t in TOPICS)
 
 
 def all_topic_names() -> list[str]:

@@ -36,6 +36,7 @@ class Registry:
     def __init__(self) -> None:
         self._models: dict[tuple[str, int], type[Message]] = {}
         self._upcasters: dict[tuple[str, int], Upcaster] = {}
+        self._types: set[str] = set()
 
     def register(self, model: M) -> M:
         """Class decorator: make `model` known under its TYPE and VERSION."""
@@ -43,6 +44,7 @@ class Registry:
         if key in self._models and self._models[key] is not model:
             raise ValueError(f"{model.TYPE} v{model.VERSION} is registered twice")
         self._models[key] = model
+        self._types.add(model.TYPE)
         return model
 
     def upcaster(self, type_: str, from_version: int) -> Callable[[Upcaster], Upcaster]:
@@ -53,6 +55,10 @@ class Registry:
             return fn
 
         return add
+
+    def knows(self, type_: str) -> bool:
+        """Whether any version of `type_` is registered."""
+        return type_ in self._types
 
     def latest_version(self, type_: str) -> int:
         versions = [v for (t, v) in self._models if t == type_]

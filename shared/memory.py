@@ -19,7 +19,16 @@ from typing import Any, Self
 import orjson
 
 from shared.envelope import Envelope
-from shared.ports import ConcurrencyError, DuplicateEventError, NewEvent, RecordedEvent, Snapshot
+from shared.ports import (
+    Claim,
+    ConcurrencyError,
+    DuplicateEventError,
+    NewEvent,
+    RecordedEvent,
+    Snapshot,
+)
+
+InboxKey = tuple[str, str, uuid.UUID]  # consumer, scope, event id
 
 
 @dataclass
@@ -29,7 +38,7 @@ class MemoryDatabase:
     streams: dict[str, list[RecordedEvent]] = field(default_factory=dict)
     snapshots: dict[str, list[Snapshot]] = field(default_factory=dict)
     outbox: list[tuple[str, Envelope]] = field(default_factory=list)
-    inbox: set[tuple[str, uuid.UUID]] = field(default_factory=set)
+    inbox: dict[InboxKey, str] = field(default_factory=dict)  # key -> fingerprint
     positions: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     # recorded_at only ever increases, so "as of" a recorded_at is a prefix of every stream.
     clock: datetime = field(default_factory=lambda: datetime.min.replace(tzinfo=UTC))
@@ -152,14 +161,17 @@ class MemoryOutbox:
 class MemoryInbox:
     def __init__(self, db: MemoryDatabase) -> None:
         self._db = db
-        self.staged: set[tuple[str, uuid.UUID]] = set()
+        self.staged: dict[InboxKey, str] = {}
 
-    async def claim(self, consumer: str, event_id: uuid.UUID) -> bool:
-        key = (consumer, event_id)
-        if key in self._db.inbox or key in self.staged:
-            return False
-        self.staged.add(key)
-        return True
+    async def claim(
+        self, consumer: str, event_id: uuid.UUID, *, scope: str, fingerprint: str
+    ) -> Claim:
+        key = (consumer, scope, event_id)
+        first = self._db.inbox.get(key, self.staged.get(key))
+        if first is None:
+            self.staged[key] = fingerprint
+            return Claim.NEW
+        return Claim.DUPLICATE if first == fingerprint else Claim.COLLISION
 
 
 class MemoryUnitOfWork:
@@ -187,8 +199,8 @@ class MemoryUnitOfWork:
         # Check everything, then apply everything, with no await in between: the commit is
         # atomic with respect to every other unit of work on the event loop.
         self.events._check()
-        if self.inbox.staged & self.db.inbox:
+        if self.inbox.staged.keys() & self.db.inbox.keys():
             raise ConcurrencyError("inbox key claimed by a concurrent unit of work")
         self.events._apply()
         self.db.outbox.extend(self.outbox.staged)
-        self.db.inbox |= self.inbox.staged
+        self.db.inbox.update(self.inbox.staged)

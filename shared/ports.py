@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from types import TracebackType
 from typing import Any, Protocol, Self
 
@@ -85,10 +86,21 @@ class Outbox(Protocol):
         ...
 
 
+class Claim(StrEnum):
+    NEW = "new"  # first seen: apply the effects
+    DUPLICATE = "duplicate"  # the same message again: skip its effects
+    COLLISION = "collision"  # the id was seen before on another message: neither, refuse it
+
+
 class Inbox(Protocol):
-    async def claim(self, consumer: str, event_id: uuid.UUID) -> bool:
-        """True the first time (consumer, event_id) is seen in a committed transaction;
-        False for a duplicate, whose effects must then be skipped."""
+    async def claim(
+        self, consumer: str, event_id: uuid.UUID, *, scope: str, fingerprint: str
+    ) -> Claim:
+        """NEW the first time (consumer, scope, event_id) is claimed in a committed transaction.
+        A later claim of that key is a DUPLICATE when its `fingerprint` (what the message is,
+        e.g. type and key) matches the first one's, else a COLLISION: ids come from foreign
+        producers too, and a reused id must not swallow a different message. `scope` is where
+        the id must be unique (the topic and producer), so one id on two topics is two claims."""
         ...
 
 

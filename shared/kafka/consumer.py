@@ -2,9 +2,12 @@
 
 Guarantees, per event:
 - Effects happen once. The handler runs in a database transaction that also inserts the inbox
-  row (consumer name, event id); a redelivered event conflicts on that key and its handler is
-  skipped. Offsets are committed to Kafka only after the transaction committed (and after a
-  dead letter was acknowledged), so a crash at any point redelivers, never loses.
+  row (consumer name, topic and producer, event id); a redelivered event conflicts on that key
+  and its handler is skipped. The id is scoped by topic and producer, so one id used on two
+  topics is two messages; the same id on another message of one scope (a foreign producer
+  reusing ids) is a collision, dead-lettered with its reason instead of being swallowed.
+  Offsets are committed to Kafka only after the transaction committed (and after a dead letter
+  was acknowledged), so a crash at any point redelivers, never loses.
 - Per-key order. A partition's records are handled one after another; a failing record is
   retried in place, so a key's later records never overtake it. Partitions of one batch run
   concurrently.
@@ -23,21 +26,24 @@ from typing import Any, Generic, Protocol, TypeVar
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
 
+from shared.envelope import Envelope
 from shared.errors import PermanentError
 from shared.kafka.admin import ensure_topics
 from shared.kafka.dead_letters import Reason, dead_letter_message, dead_letter_topic
 from shared.kafka.decoding import Ignored, Outcome, Rejected, Subscription, Work, route, routes
 from shared.kafka.offsets import Offsets
 from shared.kafka.producer import DeliveryError, Producer
-from shared.kafka.retry import backoff_delay, is_outage
 from shared.observability.logging import get_logger, message_context
 from shared.observability.metrics import (
     DEAD_LETTERS,
     HANDLER_SECONDS,
+    INBOX_COLLISIONS,
     MESSAGES_FAILED,
     MESSAGES_HANDLED,
+    type_label,
 )
-from shared.ports import Inbox, Transaction
+from shared.ports import Claim, Inbox, Transaction
+from shared.retry import backoff_delay, is_outage
 
 __all__ = ["ConsumerRunner", "ConsumerSettings", "InboxUnitOfWork", "Subscription"]
 
@@ -73,6 +79,20 @@ class ConsumerSettings:
 
 class _Interrupted(Exception):
     """stop() or a rebalance: leave the current record unsettled (its offset uncommitted)."""
+
+
+class IdCollisionError(PermanentError):
+    """The event id was claimed before by a different message of the same topic and producer."""
+
+
+def inbox_scope(record: Any, envelope: Envelope) -> str:
+    """Where an event id must be unique: ids are the producers' own, so per topic and producer."""
+    return f"{record.topic}|{envelope.producer}"
+
+
+def fingerprint(envelope: Envelope) -> str:
+    """What a message is, beyond its id: a redelivery matches, a reused id does not."""
+    return f"{envelope.type}|{envelope.key}"
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -232,7 +252,7 @@ class ConsumerRunner(Generic[U]):
                     await self._handle(works)
                     for skipped in outcomes[i:end]:
                         if isinstance(skipped, Ignored):
-                            labels = (self.name, tp.topic, skipped.type, "ignored")
+                            labels = (self.name, tp.topic, type_label(skipped.type), "ignored")
                             MESSAGES_HANDLED.labels(*labels).inc()
                     i = end
                 self._offsets.settle(tp, records[i - 1].offset + 1)
@@ -260,8 +280,11 @@ class ConsumerRunner(Generic[U]):
                 return
             except PermanentError as exc:
                 self._failed(work, exc, attempt)
+                reason = (
+                    Reason.ID_COLLISION if isinstance(exc, IdCollisionError) else Reason.REJECTED
+                )
                 with message_context(work.envelope):
-                    await self._dead_letter(work.record, Reason.REJECTED, str(exc) or repr(exc))
+                    await self._dead_letter(work.record, reason, str(exc) or repr(exc))
                 return
             except Exception as exc:
                 self._failed(work, exc, attempt)
@@ -282,19 +305,38 @@ class ConsumerRunner(Generic[U]):
         async with self._uow_factory() as uow:
             for work in works:
                 with message_context(work.envelope):
-                    if await uow.inbox.claim(self.name, work.envelope.event_id):
-                        await work.subscription.handler(work.envelope, work.message, uow)
-                        outcomes.append("applied")
-                    else:
-                        self._log.info("duplicate skipped")
-                        outcomes.append("duplicate")
+                    outcomes.append(await self._claim_and_handle(uow, work))
         elapsed = time.perf_counter() - started
         for work, outcome in zip(works, outcomes, strict=True):
-            MESSAGES_HANDLED.labels(self.name, work.record.topic, work.envelope.type, outcome).inc()
-            HANDLER_SECONDS.labels(self.name, work.envelope.type).observe(elapsed)
+            type_ = type_label(work.envelope.type)
+            MESSAGES_HANDLED.labels(self.name, work.record.topic, type_, outcome).inc()
+            HANDLER_SECONDS.labels(self.name, type_).observe(elapsed)
+
+    async def _claim_and_handle(self, uow: U, work: Work[U]) -> str:
+        envelope = work.envelope
+        claim = await uow.inbox.claim(
+            self.name,
+            envelope.event_id,
+            scope=inbox_scope(work.record, envelope),
+            fingerprint=fingerprint(envelope),
+        )
+        if claim is Claim.NEW:
+            await work.subscription.handler(envelope, work.message, uow)
+            return "applied"
+        if claim is Claim.DUPLICATE:
+            self._log.info("duplicate skipped")
+            return "duplicate"
+        INBOX_COLLISIONS.labels(self.name, work.record.topic).inc()
+        self._log.error("event id reused by another message", fingerprint=fingerprint(envelope))
+        scope = inbox_scope(work.record, envelope)
+        raise IdCollisionError(
+            f"event id {envelope.event_id} was handled before for another message of {scope!r};"
+            f" this one ({fingerprint(envelope)}) is refused"
+        )
 
     def _failed(self, work: Work[U], exc: Exception, attempt: int) -> None:
-        MESSAGES_FAILED.labels(self.name, work.record.topic, work.envelope.type).inc()
+        type_ = type_label(work.envelope.type)
+        MESSAGES_FAILED.labels(self.name, work.record.topic, type_).inc()
         with message_context(work.envelope):
             self._log.warning("handler failed", attempt=attempt, error=repr(exc))
 

@@ -33,6 +33,10 @@ class Reason(StrEnum):
     INVALID_ENVELOPE = "invalid-envelope"  # not JSON, or not an envelope
     UNKNOWN_VERSION = "unknown-version"  # no model / upcaster chain for (type, version)
     SCHEMA_VIOLATION = "schema-violation"  # payload fails its model's validation
+    UNKNOWN_TYPE = "unknown-type"  # a type no registry of ours knows (a typo, a foreign type)
+    TYPE_MISMATCH = "type-mismatch"  # the `type` header names another type than the body
+    UNHANDLED_COMMAND = "unhandled-command"  # a command topic's one consumer has no handler
+    ID_COLLISION = "event-id-collision"  # an event id seen before, on another message
     REJECTED = "rejected"  # the handler raised PermanentError
     HANDLER_FAILED = "handler-failed"  # transient failures exhausted the retries
 
@@ -60,7 +64,7 @@ def dead_letter_message(
     return OutgoingMessage(
         topic=dead_letter_topic(record.topic),
         key=record.key,
-        value=record.value if record.value is not None else b"",
+        value=record.value,  # a tombstone stays null, so a re-drive reproduces it
         headers=original + dlq,
     )
 
@@ -71,7 +75,7 @@ class DeadLetter:
     partition: int
     offset: int
     key: bytes | None
-    value: bytes
+    value: bytes | None  # None: the original was a tombstone
     headers: Headers  # the original record's headers, without the dlq.* ones
     reason: str
     error: str
@@ -102,7 +106,7 @@ class DeadLetter:
             partition=record.partition,
             offset=record.offset,
             key=record.key,
-            value=record.value or b"",
+            value=record.value,
             headers=[(k, v) for k, v in record.headers if not k.startswith(HEADER_PREFIX)],
             reason=dlq.get("reason", ""),
             error=dlq.get("error", ""),

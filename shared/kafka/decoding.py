@@ -1,7 +1,11 @@
 """From a Kafka record to work for a handler, something to skip, or a dead letter.
 
 Pure (no I/O): every record gets exactly one of the three outcomes, so a partition always
-moves on.
+moves on. Only one thing is skipped quietly: a type our registry knows, on an event topic, that
+this consumer does not handle (events have any number of handlers; this is not one of them).
+Everything else nobody can handle is a dead letter with its reason, never a silent drop: a type
+no registry knows (a typo such as `StockRecieved`), a `type` header that disagrees with the body,
+and any type on a command topic without a handler here (a command has exactly one handler).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import ValidationError
 
 import schemas  # noqa: F401  (every model and upcaster registered before anything decodes)
+from schemas.catalogue import is_command_topic
 from schemas.registry import REGISTRY, Message, UnknownMessageError
 from shared.envelope import Envelope, InvalidEnvelopeError
 from shared.kafka.dead_letters import Reason
@@ -41,7 +46,7 @@ class Work(Generic[U]):
 @dataclass(frozen=True)
 class Ignored:
     record: Any
-    type: str  # the type no subscription names ("" when unknown)
+    type: str  # a registered type no subscription of this consumer names
 
 
 @dataclass(frozen=True)
@@ -52,10 +57,15 @@ class Rejected:
 
 
 Outcome = Work[U] | Ignored | Rejected
-Routes = Mapping[tuple[str, str], Subscription[U]]
 
 
-def routes(subscriptions: list[Subscription[U]]) -> dict[tuple[str, str], Subscription[U]]:
+@dataclass(frozen=True)
+class Routes(Generic[U]):
+    table: Mapping[tuple[str, str], Subscription[U]]
+    command_topics: frozenset[str]
+
+
+def routes(subscriptions: list[Subscription[U]]) -> Routes[U]:
     """One subscription per (topic, type); each names the newest version of its message."""
     table: dict[tuple[str, str], Subscription[U]] = {}
     for sub in subscriptions:
@@ -65,7 +75,8 @@ def routes(subscriptions: list[Subscription[U]]) -> dict[tuple[str, str], Subscr
         if REGISTRY.latest_version(sub.message.TYPE) != sub.message.VERSION:
             raise ValueError(f"subscribe to the newest version of {sub.message.TYPE}")
         table[key] = sub
-    return table
+    commands = frozenset(s.topic for s in subscriptions if is_command_topic(s.topic))
+    return Routes(table, commands)
 
 
 def _header(record: Any, name: str) -> str | None:
@@ -75,18 +86,28 @@ def _header(record: Any, name: str) -> str | None:
     return None
 
 
-def route(record: Any, table: Routes[U]) -> Outcome[U]:
-    # The type header lets a record nobody here subscribes to be skipped without parsing it.
+def _unhandled(record: Any, type_: str, routes: Routes[U]) -> Outcome[U]:
+    if not REGISTRY.knows(type_):
+        return Rejected(record, Reason.UNKNOWN_TYPE, f"no message type {type_[:200]!r} is known")
+    if record.topic in routes.command_topics:
+        error = f"{type_} is not a command this consumer handles on {record.topic}"
+        return Rejected(record, Reason.UNHANDLED_COMMAND, error)
+    return Ignored(record, type_)
+
+
+def route(record: Any, routes: Routes[U]) -> Outcome[U]:
     hinted = _header(record, "type")
-    if hinted is not None and (record.topic, hinted) not in table:
-        return Ignored(record, hinted)
     try:
         envelope = Envelope.from_bytes(record.value)
     except InvalidEnvelopeError as exc:
         return Rejected(record, Reason.INVALID_ENVELOPE, str(exc))
-    subscription = table.get((record.topic, envelope.type))
+    if hinted is not None and hinted != envelope.type:
+        # routing and tracing trust the header: a record that says two things is refused
+        error = f"type header {hinted[:200]!r} disagrees with the body's {envelope.type!r}"
+        return Rejected(record, Reason.TYPE_MISMATCH, error)
+    subscription = routes.table.get((record.topic, envelope.type))
     if subscription is None:
-        return Ignored(record, envelope.type)
+        return _unhandled(record, envelope.type, routes)
     try:
         message = envelope.decode()
     except UnknownMessageError as exc:

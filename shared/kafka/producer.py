@@ -46,7 +46,7 @@ class ProducerSettings:
 class OutgoingMessage:
     topic: str
     key: bytes
-    value: bytes
+    value: bytes | None  # None: a tombstone (only a dead letter or a re-drive carries one)
     headers: Headers
 
 

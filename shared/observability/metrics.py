@@ -5,6 +5,15 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from schemas.registry import REGISTRY
+
+
+def type_label(type_: str) -> str:
+    """A message type as a label value: only registered types, every other one is "unknown".
+    Types come from foreign producers too, and each label value is a time series for good."""
+    return type_ if REGISTRY.knows(type_) else "unknown"
+
+
 MESSAGES_HANDLED = Counter(
     "leadline_messages_handled_total",
     "Messages whose handler committed (duplicates included, see outcome).",
@@ -14,6 +23,11 @@ MESSAGES_FAILED = Counter(
     "leadline_messages_failed_total",
     "Handler attempts that raised (each retry counts).",
     ["consumer", "topic", "type"],
+)
+INBOX_COLLISIONS = Counter(
+    "leadline_inbox_collisions_total",
+    "Messages refused because their event id was handled before for another message.",
+    ["consumer", "topic"],
 )
 DEAD_LETTERS = Counter(
     "leadline_dead_letters_total",

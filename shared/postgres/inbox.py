@@ -6,16 +6,28 @@ import uuid
 
 import asyncpg
 
+from shared.ports import Claim
 from shared.postgres.types import Connection
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS inbox (
     consumer     text        NOT NULL,
+    scope        text        NOT NULL DEFAULT '',
     event_id     uuid        NOT NULL,
+    fingerprint  text        NOT NULL DEFAULT '',
     processed_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (consumer, event_id)
+    PRIMARY KEY (consumer, scope, event_id)
 );
 CREATE INDEX IF NOT EXISTS inbox_processed_at ON inbox (processed_at);
+-- databases made before scopes: widen the key (their rows keep the empty scope)
+ALTER TABLE inbox ADD COLUMN IF NOT EXISTS scope text NOT NULL DEFAULT '';
+ALTER TABLE inbox ADD COLUMN IF NOT EXISTS fingerprint text NOT NULL DEFAULT '';
+DO $$ BEGIN
+    IF (SELECT cardinality(conkey) FROM pg_constraint
+        WHERE conrelid = 'inbox'::regclass AND contype = 'p') = 2 THEN
+        ALTER TABLE inbox DROP CONSTRAINT inbox_pkey, ADD PRIMARY KEY (consumer, scope, event_id);
+    END IF;
+END $$;
 """
 
 
@@ -23,16 +35,28 @@ class PostgresInbox:
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
 
-    async def claim(self, consumer: str, event_id: uuid.UUID) -> bool:
+    async def claim(
+        self, consumer: str, event_id: uuid.UUID, *, scope: str, fingerprint: str
+    ) -> Claim:
         # A concurrent transaction claiming the same key blocks here until it commits, then
         # ON CONFLICT sees its row: a duplicate is a key conflict, never a lookup race.
         row = await self._conn.fetchval(
-            "INSERT INTO inbox (consumer, event_id) VALUES ($1, $2)"
+            "INSERT INTO inbox (consumer, scope, event_id, fingerprint) VALUES ($1, $2, $3, $4)"
             " ON CONFLICT DO NOTHING RETURNING 1",
             consumer,
+            scope,
+            event_id,
+            fingerprint,
+        )
+        if row is not None:
+            return Claim.NEW
+        first = await self._conn.fetchval(
+            "SELECT fingerprint FROM inbox WHERE consumer = $1 AND scope = $2 AND event_id = $3",
+            consumer,
+            scope,
             event_id,
         )
-        return row is not None
+        return Claim.DUPLICATE if first == fingerprint else Claim.COLLISION
 
 
 async def prune_inbox(pool: asyncpg.Pool, older_than_days: int) -> int:

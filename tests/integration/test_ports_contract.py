@@ -15,7 +15,14 @@ import pytest
 from schemas.checkout.v1 import OrderConfirmed
 from shared.envelope import Envelope
 from shared.memory import MemoryDatabase, MemoryUnitOfWork
-from shared.ports import ConcurrencyError, DuplicateEventError, NewEvent, Snapshot, UnitOfWork
+from shared.ports import (
+    Claim,
+    ConcurrencyError,
+    DuplicateEventError,
+    NewEvent,
+    Snapshot,
+    UnitOfWork,
+)
 from shared.postgres import install_schema
 from shared.postgres.uow import PostgresUnitOfWork
 from tests.support import unique
@@ -219,15 +226,56 @@ async def test_outbox_rows_are_visible_only_after_commit(backend: Backend) -> No
     ]
 
 
+async def claim(uow: UnitOfWork, consumer: str, event_id: uuid.UUID, **kw: str) -> Claim:
+    where = {"scope": "topic|producer", "fingerprint": "OrderPlaced|o-1", **kw}
+    return await uow.inbox.claim(consumer, event_id, **where)
+
+
 async def test_an_inbox_key_is_claimed_once(backend: Backend) -> None:
     consumer, event_id = unique("consumer"), uuid.uuid4()
     async with backend.uow() as uow:
-        assert await uow.inbox.claim(consumer, event_id) is True
-        assert await uow.inbox.claim(consumer, event_id) is False
-        assert await uow.inbox.claim(unique("other-consumer"), event_id) is True
+        assert await claim(uow, consumer, event_id) is Claim.NEW
+        assert await claim(uow, consumer, event_id) is Claim.DUPLICATE
+        assert await claim(uow, unique("other-consumer"), event_id) is Claim.NEW
     async with backend.uow() as uow:
-        assert await uow.inbox.claim(consumer, event_id) is False
-        assert await uow.inbox.claim(consumer, uuid.uuid4()) is True
+        assert await claim(uow, consumer, event_id) is Claim.DUPLICATE
+        assert await claim(uow, consumer, uuid.uuid4()) is Claim.NEW
+
+
+async def test_an_inbox_key_is_scoped_and_a_reused_id_on_another_message_collides(
+    backend: Backend,
+) -> None:
+    consumer, event_id = unique("consumer"), uuid.uuid4()
+    async with backend.uow() as uow:
+        assert await claim(uow, consumer, event_id) is Claim.NEW
+        # the same id on another topic (or from another producer) is another message
+        assert await claim(uow, consumer, event_id, scope="other-topic|producer") is Claim.NEW
+    async with backend.uow() as uow:
+        assert await claim(uow, consumer, event_id, fingerprint="OrderPlaced|o-2") is (
+            Claim.COLLISION
+        )
+        assert await claim(uow, consumer, event_id) is Claim.DUPLICATE
+
+
+async def test_an_inbox_made_before_scopes_is_widened_and_keeps_its_rows(
+    pg_pool: asyncpg.Pool,
+) -> None:
+    old = uuid.uuid4()
+    await pg_pool.execute(
+        "CREATE TABLE inbox (consumer text NOT NULL, event_id uuid NOT NULL,"
+        " processed_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (consumer, event_id))"
+    )
+    await pg_pool.execute("INSERT INTO inbox (consumer, event_id) VALUES ('c', $1)", old)
+    await install_schema(pg_pool)
+    await install_schema(pg_pool)  # and again: idempotent
+    key = await pg_pool.fetchval(
+        "SELECT pg_get_constraintdef(oid) FROM pg_constraint"
+        " WHERE conrelid = 'inbox'::regclass AND contype = 'p'"
+    )
+    assert key == "PRIMARY KEY (consumer, scope, event_id)"
+    assert await pg_pool.fetchval("SELECT scope FROM inbox WHERE event_id = $1", old) == ""
+    async with PostgresUnitOfWork(pg_pool) as uow:
+        assert await claim(uow, "c", old) is Claim.NEW
 
 
 async def test_rollback_leaves_no_events_snapshots_outbox_or_inbox_rows(backend: Backend) -> None:
@@ -238,7 +286,7 @@ async def test_rollback_leaves_no_events_snapshots_outbox_or_inbox_rows(backend:
             await uow.events.append(stream, 0, [event(1)])
             await uow.events.save_snapshot(Snapshot(stream, 1, 1, {}, datetime.now(UTC)))
             await uow.outbox.append(unique("topic"), envelope(stream))
-            assert await uow.inbox.claim(consumer, event_id) is True
+            assert await claim(uow, consumer, event_id) is Claim.NEW
             raise Boom
 
     with pytest.raises(Boom):
@@ -246,7 +294,7 @@ async def test_rollback_leaves_no_events_snapshots_outbox_or_inbox_rows(backend:
     async with backend.uow() as uow:
         assert await uow.events.load(stream) == []
         assert await uow.events.latest_snapshot(stream) is None
-        assert await uow.inbox.claim(consumer, event_id) is True
+        assert await claim(uow, consumer, event_id) is Claim.NEW
         assert await uow.events.append(stream, 0, [event(1)]) == 1
     assert await backend.committed_outbox() == []
     assert await load(backend, stream) == [1]
