@@ -22,16 +22,12 @@ from services.receipts import store
 from services.receipts.channels import Channel
 from services.receipts.domain import Receipt
 from shared.observability.logging import get_logger
+from shared.retry import backoff_delay, is_outage
 
 DELIVERIES = Counter(
     "leadline_receipt_deliveries_total", "Receipt delivery attempts.", ["channel", "outcome"]
 )
 log = get_logger(__name__)
-
-
-def backoff(attempt: int, initial: float, cap: float) -> float:
-    """Seconds before attempt `attempt + 1`: initial, doubled per failed attempt, capped."""
-    return float(min(cap, initial * 2 ** max(attempt - 1, 0)))
 
 
 class DeliveryLoop:
@@ -73,7 +69,7 @@ class DeliveryLoop:
             try:
                 await self.channel.deliver(receipt.number, self._compose(receipt))
             except Exception as exc:
-                retry_in = backoff(attempt, self._initial, self._max)
+                retry_in = backoff_delay(attempt, self._initial, self._max)
                 await store.mark_failed(self._pool, receipt.number, repr(exc), retry_in)
                 DELIVERIES.labels(self.channel.name, "failed").inc()
                 log.warning(
@@ -96,7 +92,10 @@ class DeliveryLoop:
         while not self._stopping.is_set():
             try:
                 busy = await self.deliver_due() == self._batch
-            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+            except Exception as exc:
+                # anything else is a bug: the loop dies and liveness says so
+                if not (is_outage(exc) or isinstance(exc, asyncpg.PostgresError)):
+                    raise
                 log.warning("delivery pass failed", error=repr(exc))
                 busy = False
             self._last_pass = time.monotonic()

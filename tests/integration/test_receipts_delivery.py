@@ -107,6 +107,33 @@ async def test_a_failed_delivery_waits_out_its_backoff(pool: asyncpg.Pool, tmp_p
     assert channel.calls == 1
 
 
+async def test_a_delivery_failing_for_the_1025th_time_is_rescheduled_and_the_loop_runs_on(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    # months of a dead mail server: the backoff's exponent once overflowed a float here, killing
+    # the loop, and the same row killed it again after every restart
+    receipt = await _issued(pool)
+    await pool.execute(
+        "UPDATE deliveries SET attempts = 1024 WHERE receipt_number = $1", receipt.number
+    )
+    channel = Flaky(MailboxChannel(tmp_path), failures=10**6, deliver_first=False)
+    loop = DeliveryLoop(pool=pool, channel=channel, compose=_mail, backoff_max=3600)
+    task = asyncio.create_task(loop.run())
+    try:
+        row = await eventually(
+            lambda: _delivery(pool, receipt.number),
+            lambda r: r["attempts"] == 1025 and r["last_error"] is not None,
+            what="the 1025th attempt recorded",
+        )
+        assert row["status"] == "pending"
+        assert 3500 < (row["next_attempt_at"] - datetime.now(UTC)).total_seconds() <= 3600
+        assert loop.is_alive()
+        assert not task.done()
+    finally:
+        await loop.stop()
+    assert task.exception() is None
+
+
 async def test_a_delivery_claimed_by_a_process_that_died_is_taken_again_after_its_lease(
     pool: asyncpg.Pool, tmp_path: Path
 ) -> None:
