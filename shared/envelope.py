@@ -2,6 +2,11 @@
 
 `event_id` is the idempotency key. `type`, `version` and `correlation_id` are mirrored in Kafka
 headers so routing and tracing never need to parse the body.
+
+The envelope grows by adding optional fields (trace context is next), never by changing one: a
+consumer deployed before a field existed keeps reading records that carry it, and carries the
+field along when it re-serialises the envelope. Unknown fields are therefore allowed; the
+payload, which has versions of its own, stays strict.
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ class InvalidEnvelopeError(ValueError):
 
 
 class Envelope(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # "allow", not "ignore": a record re-serialised by an older process keeps the newer fields
+    model_config = ConfigDict(frozen=True, extra="allow")
 
     event_id: uuid.UUID = Field(description="unique per message; consumers deduplicate on it")
     type: str = Field(min_length=1, max_length=100)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import orjson
 
 from schemas.checkout.v1 import OrderConfirmed
 from shared.envelope import Envelope
@@ -374,3 +375,24 @@ async def test_stop_cancels_a_hung_handler_and_its_record_is_delivered_again(
     async with running(runner_for(name, kafka_bootstrap, t, count, pg_pool, FAST)):
         await eventually(lambda: applied(pg_pool), lambda rows: len(rows) == 1, what="redelivered")
     assert {r["times"] for r in await applied(pg_pool)} == {1}
+
+
+async def test_records_from_a_newer_producer_with_more_envelope_fields_are_applied(
+    pg_pool: asyncpg.Pool, kafka_bootstrap: str, topic: TopicFactory
+) -> None:
+    # this runner is the "old consumer": the producer is a release ahead, adding trace context
+    # to the envelope and the headers
+    await install_schema(pg_pool, DDL)
+    t = await topic()
+    current = confirmed(unique("order"))
+    trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    newer = orjson.dumps({**current.model_dump(mode="json"), "traceparent": trace})
+    headers = [*current.headers(), ("traceparent", trace.encode())]
+    await produce(kafka_bootstrap, t, [(current.key.encode(), newer, headers)])
+    name = unique("consumer")
+
+    async with running(runner_for(name, kafka_bootstrap, t, Recorder(), pg_pool)):
+        await settled(kafka_bootstrap, name, {0: 1})
+
+    assert [r["event_id"] for r in await applied(pg_pool)] == [current.event_id]
+    assert await list_dead_letters(kafka_bootstrap, dead_letter_topic(t)) == []

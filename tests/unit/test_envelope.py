@@ -142,8 +142,20 @@ def test_undecodable_records_are_invalid_envelopes(value: bytes | None, reason: 
         Envelope.from_bytes(value)
 
 
-def test_a_malformed_field_or_an_unknown_field_is_an_invalid_envelope() -> None:
+def test_a_malformed_field_is_an_invalid_envelope() -> None:
     record: dict[str, Any] = placed_envelope().model_dump(mode="json")
-    for bad in ({"event_id": "not-a-uuid"}, {"version": 0}, {"key": ""}, {"extra": 1}):
+    for bad in ({"event_id": "not-a-uuid"}, {"version": 0}, {"key": ""}, {"payload": []}):
         with pytest.raises(InvalidEnvelopeError):
             Envelope.from_bytes(orjson.dumps({**record, **bad}))
+
+
+def test_fields_a_newer_producer_added_are_tolerated_and_carried() -> None:
+    # a producer a release ahead adds trace context; this (older) code must still read it
+    newer = {
+        **placed_envelope().model_dump(mode="json"),
+        "traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        "tenant": {"id": "t-1"},
+    }
+    envelope = Envelope.from_bytes(orjson.dumps(newer))
+    assert envelope.decode() == order_placed()
+    assert orjson.loads(envelope.to_bytes()) == newer  # re-serialised with them, not without
