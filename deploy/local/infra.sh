@@ -37,9 +37,8 @@ PG_PID_HINT=$RUN/pids/postgres.dir   # where the data dir lives (it may fall bac
 log() { printf '[infra] %s\n' "$*" >&2; }
 die() { printf '[infra] error: %s\n' "$*" >&2; exit 1; }
 
-# A killed process stays a zombie until PID 1 reaps it, and `kill -0` still succeeds on a zombie.
-pid_running() { kill -0 "$1" 2>/dev/null && [ "$(ps -o stat= -p "$1" 2>/dev/null | cut -c1)" != Z ]; }
-alive() { [ -f "$1" ] && pid_running "$(cat "$1")"; }
+# shellcheck source=deploy/local/lib.sh
+. "$ROOT/deploy/local/lib.sh"  # pid_running, alive (zombies count as stopped)
 
 APT_UPDATED=
 apt_install() {

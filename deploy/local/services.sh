@@ -15,7 +15,8 @@ PG_PORT=${PG_PORT:-5433}
 SERVICES=${LEADLINE_SERVICES:-"checkout:8000 inventory:8001 receipts:8002 projection:8003 orchestrator:8004 simulator:8009"}
 
 log() { printf '[services] %s\n' "$*" >&2; }
-alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+# shellcheck source=deploy/local/lib.sh
+. "$ROOT/deploy/local/lib.sh"  # pid_running, alive (zombies count as stopped)
 
 present() {  # name:port pairs whose service has been written
   local s
@@ -49,7 +50,7 @@ up() {
     if alive "$pid"; then log "$name already running (pid $(cat "$pid"))"; continue; fi
     log "starting $name on 127.0.0.1:$port"
     local upper; upper=$(echo "$name" | tr a-z A-Z)
-    env "${upper}_HTTP_PORT=$port" \
+    env "LEADLINE_ENV=${LEADLINE_ENV:-local}" "${upper}_HTTP_PORT=$port" \
         "${upper}_DATABASE_URL=postgresql://leadline:leadline@127.0.0.1:$PG_PORT/$name" \
         setsid nohup "$PY" -m "services.$name" >>"$RUN/logs/$name.log" 2>&1 </dev/null &
     echo $! >"$pid"
@@ -68,8 +69,8 @@ down() {
     if alive "$f"; then
       pid=$(cat "$f"); log "stopping $(basename "$f" .pid) (pid $pid)"
       kill -TERM "$pid"
-      for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
-      kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
+      for _ in $(seq 1 40); do pid_running "$pid" || break; sleep 0.25; done
+      pid_running "$pid" && kill -KILL "$pid"
     fi
     rm -f "$f"
   done

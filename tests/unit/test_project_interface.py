@@ -90,3 +90,32 @@ def test_readme_first_screen_gives_the_two_setup_commands() -> None:
     first_screen = "\n".join(readme.read_text().splitlines()[:FIRST_SCREEN])
     assert "make run" in first_screen
     assert "make test" in first_screen
+
+
+def test_a_killed_service_left_as_a_zombie_counts_as_stopped(tmp_path: Path) -> None:
+    # `kill -9` of a service leaves a zombie until its parent reaps it, and `kill -0` succeeds
+    # on a zombie: `make up` used to say "already running" and never restart the service
+    zombie = subprocess.Popen(["true"])  # exits at once; not waited for, so it stays a zombie
+    try:
+        state = ""
+        for _ in range(200):  # until it has exited (a bounded poll, not a sleep)
+            state = subprocess.run(
+                ["ps", "-o", "stat=", "-p", str(zombie.pid)], capture_output=True, text=True
+            ).stdout.strip()
+            if state.startswith("Z"):
+                break
+        assert state.startswith("Z")
+        (tmp_path / "pids").mkdir()
+        (tmp_path / "pids" / "checkout.pid").write_text(f"{zombie.pid}\n")
+        env = {**os.environ, "LEADLINE_RUN_DIR": str(tmp_path), "LEADLINE_SERVICES": "checkout:1"}
+        status = subprocess.run(
+            ["bash", str(ROOT / "deploy/local/services.sh"), "status"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        assert status.stdout.split() == ["checkout", "stopped"]
+    finally:
+        zombie.wait()
