@@ -24,6 +24,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from tests.support import eventually, unique
 
+pytestmark = pytest.mark.integration
+
 ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "deploy/local/infra.sh"
 KEYS = [f"order-{i}".encode() for i in range(5)]

@@ -13,6 +13,7 @@ from typing import Any
 
 import asyncpg
 import orjson
+import pytest
 
 from schemas.checkout.v1 import OrderConfirmed
 from shared.envelope import Envelope
@@ -41,6 +42,8 @@ from tests.integration.consumer_helpers import (
 )
 from tests.integration.procs.counting_consumer import DDL, application_name, count
 from tests.support import eventually, unique
+
+pytestmark = pytest.mark.integration
 
 __all__ = ["topic"]  # the fixture
 

@@ -20,6 +20,8 @@ from shared.postgres.uow import PostgresUnitOfWork
 from shared.repository import EventSourcedRepository
 from tests.support import unique
 
+pytestmark = pytest.mark.integration
+
 RACERS = 6  # the pg_pool fixture holds 10 connections
 
 

@@ -1,9 +1,12 @@
 """The readiness checks services add, against the real dependencies and a dead port."""
 
 import asyncpg
+import pytest
 
 from shared.http.health import HealthChecks, kafka_check, postgres_check
 from tests.support.processes import free_port
+
+pytestmark = pytest.mark.integration
 
 
 async def test_postgres_check_passes_on_a_live_database(pg_pool: asyncpg.Pool) -> None:

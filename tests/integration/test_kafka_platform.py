@@ -9,11 +9,14 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 import asyncpg
+import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from tests.conftest import TopicFactory
 from tests.support import eventually, unique
+
+pytestmark = pytest.mark.integration
 
 # ---------------------------------------------------------------- helpers
 

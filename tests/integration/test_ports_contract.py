@@ -27,6 +27,8 @@ from shared.postgres import install_schema
 from shared.postgres.uow import PostgresUnitOfWork
 from tests.support import unique
 
+pytestmark = pytest.mark.integration
+
 
 class Boom(Exception):
     pass

@@ -34,6 +34,8 @@ from tests.integration.consumer_helpers import (
 from tests.integration.procs.counting_consumer import DDL, count
 from tests.support import unique
 
+pytestmark = pytest.mark.integration
+
 __all__ = ["topic"]  # the fixture
 
 

@@ -1,22 +1,18 @@
-"""CommonSettings: environment only, validated, KAFKA_BOOTSTRAP_SERVERS never prefixed."""
+"""CommonSettings and the services' own settings classes: environment only, validated,
+KAFKA_BOOTSTRAP_SERVERS never prefixed."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from pydantic import Field, PostgresDsn, ValidationError
+from pydantic import ValidationError
 from pydantic_settings import SettingsConfigDict
 
+from services.checkout.settings import CheckoutSettings
+from services.inventory.settings import InventorySettings
+from services.receipts.settings import ReceiptsSettings
 from shared.settings import CommonSettings
-
-
-class CheckoutSettings(CommonSettings):
-    model_config = SettingsConfigDict(env_prefix="CHECKOUT_")
-
-    service_name: str = "checkout"
-    database_url: PostgresDsn | str
-    http_port: int = Field(default=8000, ge=1, le=65535)
 
 
 @pytest.fixture(autouse=True)
@@ -56,9 +52,27 @@ def test_subclass_prefixes_its_fields_but_not_kafka(monkeypatch: pytest.MonkeyPa
     assert settings.service_name == "checkout"
 
 
-def test_missing_required_field_fails(monkeypatch: pytest.MonkeyPatch) -> None:
-    with pytest.raises(ValidationError, match="database_url"):
-        CheckoutSettings()
+@pytest.mark.parametrize(
+    ("settings", "prefix"),
+    [
+        (CheckoutSettings, "CHECKOUT_"),
+        (InventorySettings, "INVENTORY_"),
+        (ReceiptsSettings, "RECEIPTS_"),
+    ],
+)
+def test_each_service_reads_and_validates_its_own_prefix(
+    monkeypatch: pytest.MonkeyPatch, settings: type[CommonSettings], prefix: str
+) -> None:
+    monkeypatch.setenv(f"{prefix}DATABASE_URL", "postgresql://u:p@db:5432/mine")
+    monkeypatch.setenv(f"{prefix}HTTP_PORT", "8123")
+    read = settings()
+    assert (read.database_url, read.http_port) == (
+        "postgresql://u:p@db:5432/mine",
+        8123,
+    )
+    monkeypatch.setenv(f"{prefix}HTTP_PORT", "99999")
+    with pytest.raises(ValidationError, match="http_port"):
+        settings()
 
 
 @pytest.mark.parametrize(
