@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncpg
 from asyncpg.exceptions import InsufficientResourcesError, OperatorInterventionError
 
-_OUTAGES: tuple[type[BaseException], ...] = (
+OUTAGES: tuple[type[Exception], ...] = (
     OSError,  # ConnectionError and friends
     TimeoutError,  # pool acquire or statement timeouts
     asyncpg.PostgresConnectionError,
@@ -29,7 +29,7 @@ _MAX_EXPONENT = 30
 
 
 def is_outage(exc: BaseException) -> bool:
-    return isinstance(exc, _OUTAGES)
+    return isinstance(exc, OUTAGES)
 
 
 def backoff_delay(attempt: int, initial: float, maximum: float) -> float:

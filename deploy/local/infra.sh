@@ -7,6 +7,8 @@
 #   infra.sh fetch   fetch/install what is missing (Kafka jars, PostgreSQL, a compose client), start nothing
 #   infra.sh kafka-up / kafka-down   Kafka alone, no topics: for extra brokers (LEADLINE_RUN_DIR,
 #                    KAFKA_PORT, KAFKA_CONTROLLER_PORT) that tests start, restart and throw away
+#   infra.sh pg-up / pg-down         PostgreSQL alone: for a throw-away cluster (LEADLINE_RUN_DIR,
+#                    PG_PORT, LEADLINE_DATABASES) that tests stop and start again
 #
 # Idempotent: `up` on a running stack does nothing; `down` on a stopped one does nothing.
 # Everything lives under the git-ignored .run/ (data, logs, pids) and .cache/ (Kafka jars).
@@ -156,7 +158,7 @@ pg_datadir() {
     chown postgres: "$dir"
     # a checkout under a folder the postgres user cannot enter: keep the cluster elsewhere
     if ! runuser -u postgres -- test -w "$dir"; then
-      dir=/var/tmp/leadline-$(printf '%s' "$ROOT" | cksum | cut -d' ' -f1)/postgres
+      dir=/var/tmp/leadline-$(printf '%s' "$RUN" | cksum | cut -d' ' -f1)/postgres
       mkdir -p "$dir" && chown -R postgres: "$(dirname "$dir")"
     fi
   fi
@@ -241,5 +243,7 @@ case "${1:-}" in
   fetch) kafka_fetch; pg_install; compose_client ;;
   kafka-up) kafka_up ;;
   kafka-down) kafka_down ;;
-  *) echo "usage: $0 up|down|status|fetch|kafka-up|kafka-down" >&2; exit 2 ;;
+  pg-up) pg_up ;;
+  pg-down) pg_down ;;
+  *) echo "usage: $0 up|down|status|fetch|kafka-up|kafka-down|pg-up|pg-down" >&2; exit 2 ;;
 esac
