@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import asyncpg
@@ -23,9 +23,10 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 from pydantic import BaseModel, ConfigDict, Field
 
-CheckResult = bool | None
+CheckResult = bool | str | None
 Check = Callable[[], CheckResult | Awaitable[CheckResult]]
-"""Passes when it returns True or None; fails when it returns False, raises or times out."""
+"""Passes when it returns True, None or a note (a string: passing, but worth an operator's
+attention); fails when it returns False, raises or times out."""
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class CheckOutcome:
     name: str
     ok: bool
     error: str | None = None
+    note: str | None = None
 
 
 class HealthChecks:
@@ -42,25 +44,31 @@ class HealthChecks:
     def __init__(self, *, timeout: float = 2.0) -> None:
         self._timeout = timeout
         self._checks: dict[str, tuple[Check, float]] = {}
+        self._notes: dict[str, str] = {}
         # a timed-out check that swallows its cancellation keeps running; hold it so it is not
         # garbage-collected mid-flight
         self._abandoned: set[asyncio.Task[CheckResult]] = set()
 
-    def add(self, name: str, check: Check, *, timeout: float | None = None) -> None:
+    def add(
+        self, name: str, check: Check, *, timeout: float | None = None, note: str | None = None
+    ) -> None:
+        """`note` is reported beside the check's result, passing or not: something an operator
+        should see even when everything works (e.g. a development-only setting in use)."""
         if name in self._checks:
             raise ValueError(f"health check {name!r} already added")
         self._checks[name] = (check, self._timeout if timeout is None else timeout)
+        if note is not None:
+            self._notes[name] = note
 
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(self._checks)
 
     async def run(self) -> list[CheckOutcome]:
-        return list(
-            await asyncio.gather(
-                *(self._run_one(name, check, t) for name, (check, t) in self._checks.items())
-            )
+        outcomes = await asyncio.gather(
+            *(self._run_one(name, check, t) for name, (check, t) in self._checks.items())
         )
+        return [o if o.note else replace(o, note=self._notes.get(o.name)) for o in outcomes]
 
     async def _run_one(self, name: str, check: Check, timeout: float) -> CheckOutcome:
         task = asyncio.ensure_future(_call(check))
@@ -77,9 +85,10 @@ class HealthChecks:
         error = task.exception()
         if error is not None:
             return CheckOutcome(name, ok=False, error=f"{type(error).__name__}: {error}")
-        if task.result() is False:
+        result = task.result()
+        if result is False:
             return CheckOutcome(name, ok=False, error="check returned False")
-        return CheckOutcome(name, ok=True)
+        return CheckOutcome(name, ok=True, note=result if isinstance(result, str) else None)
 
     def _forget(self, task: asyncio.Task[CheckResult]) -> None:
         self._abandoned.discard(task)
@@ -97,6 +106,9 @@ async def _call(check: Check) -> CheckResult:
 class CheckStatus(BaseModel):
     ok: bool
     error: str | None = Field(default=None, description="why the check failed")
+    note: str | None = Field(
+        default=None, description="what an operator should know, even when the check passes"
+    )
 
 
 class HealthReport(BaseModel):
@@ -122,7 +134,7 @@ async def _report(checks: HealthChecks) -> JSONResponse:
     failing = [o.name for o in outcomes if not o.ok]
     report = HealthReport(
         status="unavailable" if failing else "ok",
-        checks={o.name: CheckStatus(ok=o.ok, error=o.error) for o in outcomes} or None,
+        checks={o.name: CheckStatus(ok=o.ok, error=o.error, note=o.note) for o in outcomes} or None,
         failing=failing or None,
     )
     return JSONResponse(

@@ -41,13 +41,19 @@ CONSUMER_LAG = Gauge(
 )
 OUTBOX_BACKLOG = Gauge(
     "leadline_outbox_backlog",
-    "Outbox rows not yet published.",
+    "Outbox rows waiting to be published (parked rows not counted, rows they hold back are).",
     ["relay"],
 )
 OUTBOX_PUBLISHED = Counter(
     "leadline_outbox_published_total",
     "Outbox rows published to Kafka and marked sent.",
     ["relay", "topic"],
+)
+OUTBOX_PARKED = Gauge(
+    "leadline_outbox_parked",
+    "Outbox rows Kafka refused for good, set aside until retried or dropped; each holds back"
+    " the later rows of its topic and key (not counted in leadline_outbox_backlog).",
+    ["relay"],
 )
 HANDLER_SECONDS = Histogram(
     "leadline_handler_seconds",

@@ -3,6 +3,11 @@
 Rows are never deleted by the appender; the relay marks them sent and `prune_outbox` deletes
 sent rows after a retention window. A statement-level trigger NOTIFYs the relay, and PostgreSQL
 delivers the notification only when the transaction commits.
+
+A row Kafka refuses for good is parked (`parked_at`, `parked_reason`) until an operator retries
+or drops it (`python -m shared.relay parked`); a dropped row keeps `sent_at` NULL and gets
+`dropped_at`. Every query names its rows with `PENDING` or `PARKED`, which imply the
+predicates of the partial indexes `outbox_unsent` and `outbox_parked`, so both stay usable.
 """
 
 from __future__ import annotations
@@ -17,18 +22,30 @@ from shared.postgres.types import Connection
 
 CHANNEL = "leadline_outbox"
 
+# waiting to be published (rows held behind a parked row of their key included)
+PENDING = "sent_at IS NULL AND parked_at IS NULL"
+# refused for good and not dropped: holds back every unsent row of its topic and key
+PARKED = "sent_at IS NULL AND parked_at IS NOT NULL AND dropped_at IS NULL"
+
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS outbox (
-    id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    topic      text        NOT NULL,
-    key        text        NOT NULL,
-    event_id   uuid        NOT NULL,
-    value      bytea       NOT NULL,
-    headers    jsonb       NOT NULL,
-    created_at timestamptz NOT NULL DEFAULT now(),
-    sent_at    timestamptz
+    id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    topic         text        NOT NULL,
+    key           text        NOT NULL,
+    event_id      uuid        NOT NULL,
+    value         bytea       NOT NULL,
+    headers       jsonb       NOT NULL,
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    sent_at       timestamptz,
+    parked_at     timestamptz,
+    parked_reason text,
+    dropped_at    timestamptz
 );
+-- databases created before parking existed
+ALTER TABLE outbox ADD COLUMN IF NOT EXISTS parked_at timestamptz,
+    ADD COLUMN IF NOT EXISTS parked_reason text, ADD COLUMN IF NOT EXISTS dropped_at timestamptz;
 CREATE INDEX IF NOT EXISTS outbox_unsent ON outbox (id) WHERE sent_at IS NULL;
+CREATE INDEX IF NOT EXISTS outbox_parked ON outbox (topic, key) WHERE {PARKED};
 CREATE OR REPLACE FUNCTION leadline_outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN PERFORM pg_notify('{CHANNEL}', ''); RETURN NULL; END $$;
 DROP TRIGGER IF EXISTS outbox_notify ON outbox;
@@ -55,10 +72,11 @@ class PostgresOutbox:
 
 
 async def prune_outbox(pool: asyncpg.Pool, older_than: timedelta) -> int:
-    """Delete rows sent more than `older_than` ago; unsent rows are never touched, however old.
-    Returns rows deleted."""
+    """Delete rows sent or dropped more than `older_than` ago; unsent rows, parked ones
+    included, are never touched, however old. Returns rows deleted."""
     status: str = await pool.execute(
-        "DELETE FROM outbox WHERE sent_at IS NOT NULL AND sent_at < now() - $1::interval",
+        "DELETE FROM outbox WHERE sent_at < now() - $1::interval"
+        " OR dropped_at < now() - $1::interval",
         older_than,
     )
     return int(status.split()[-1])

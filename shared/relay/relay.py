@@ -5,10 +5,11 @@ LISTENs for the outbox trigger's NOTIFY. When that connection drops, the lock is
 another relay may already publish, so this one stops its batch at once and stands by again.
 
 The lock saves duplicate work; it is not what keeps per-key order. Order holds because every
-relay publishes the unsent rows in id order and only skips rows already marked sent (delivered)
-or not yet committed. A relay that still publishes after losing the lock therefore only adds
-duplicates. Taking rows with `SKIP LOCKED` instead would let a second relay publish a key's later
-rows while the first still holds its earlier ones.
+relay publishes the unsent rows in id order and only skips rows already marked sent (delivered),
+not yet committed, or parked together with the rest of their key (batch.py). A relay that still
+publishes after losing the lock therefore only adds duplicates. Taking rows with `SKIP LOCKED`
+instead would let a second relay publish a key's later rows while the first still holds its
+earlier ones.
 """
 
 from __future__ import annotations
@@ -24,9 +25,12 @@ from asyncpg.pool import PoolConnectionProxy
 
 from shared.kafka.producer import DeliveryError, Producer, ProducerSettings
 from shared.observability.logging import get_logger
-from shared.observability.metrics import OUTBOX_BACKLOG
+from shared.observability.metrics import OUTBOX_BACKLOG, OUTBOX_PARKED
 from shared.postgres.outbox import CHANNEL
 from shared.relay.batch import DB_TIMEOUT, backlog, publish_batch
+from shared.relay.parking import count_parked, parked_note
+from shared.relay.topics import TopicCheck
+from shared.retry import backoff_delay
 
 # Any constant works: advisory locks are scoped to the database, so one relay per database.
 LOCK_KEY = 0x4C4C_0B0C
@@ -68,8 +72,11 @@ class OutboxRelay:
         poll_interval: float = 1.0,
         standby_interval: float = 2.0,
         liveness_window: float = 60.0,
+        missing_topic_grace: float = 60.0,
         producer_settings: ProducerSettings | None = None,
     ) -> None:
+        """`missing_topic_grace`: seconds a topic may be missing (being created) before its rows
+        are parked; a refusal that retrying cannot change parks a row at once."""
         self.name = name
         self._pool = pool
         self._batch_size = batch_size
@@ -81,12 +88,19 @@ class OutboxRelay:
         settings = producer_settings or ProducerSettings()
         self._grace = settings.delivery_timeout + settings.close_timeout
         self._producer = Producer(bootstrap_servers, client_id=f"relay-{name}", settings=settings)
+        self._topics = TopicCheck(
+            bootstrap_servers,
+            client_id=f"relay-{name}",
+            missing_grace=missing_topic_grace,
+            timeout_ms=settings.request_timeout_ms,
+        )
         self._stopping = asyncio.Event()
         self._pass_lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._beat_at = 0.0
         self.active = False  # holds the lock and publishes
         self.published = 0  # rows this instance published and marked
+        self.parked = 0  # parked rows in the database, as of the last pass or check
 
     async def run(self) -> None:
         """Publish until stop(); stand by while another relay of this database is active."""
@@ -111,10 +125,10 @@ class OutboxRelay:
                     await self._lead(conn)
                 finally:
                     self.active = False
-                    await self._producer.stop()
+                    await self._stop_clients()
                     await self._release(conn)
         finally:
-            await self._producer.stop()
+            await self._stop_clients()
 
     async def stop(self) -> None:
         """Finish the batch in flight, close the producer, release the lock."""
@@ -125,7 +139,7 @@ class OutboxRelay:
             if not task.done():
                 task.cancel()
                 await asyncio.wait({task})
-        await self._producer.stop()
+        await self._stop_clients()
 
     def is_alive(self) -> bool:
         """False when run() is not running, or has not come round its loop within the window
@@ -135,30 +149,47 @@ class OutboxRelay:
         return time.monotonic() - self._beat_at < self._window
 
     async def publish_pending(self) -> int:
-        """Publish every row that is unsent now, batch by batch; return rows published.
-        run() calls it only while holding the lock; called directly (tests, benchmarks) it is
-        still safe next to an active relay, merely duplicating."""
+        """Publish every row that is unsent now, batch by batch, parking those Kafka refuses for
+        good and holding back the rows of their keys; return rows published. run() calls it
+        only while holding the lock; called directly (tests, benchmarks) it is still safe next
+        to an active relay, merely duplicating."""
         published = 0
         async with self._pass_lock:
             try:
                 while True:
                     self._beat()
-                    selected, delivered = await publish_batch(
-                        self._pool, self._producer, self._batch_size, relay=self.name
+                    batch = await publish_batch(
+                        self._pool, self._producer, self._topics, self._batch_size, relay=self.name
                     )
-                    published += delivered
-                    self.published += delivered
-                    if selected < self._batch_size or self._stopping.is_set():
+                    published += batch.published
+                    self.published += batch.published
+                    if not batch.more(self._batch_size) or self._stopping.is_set():
                         break
             except _TRANSIENT:
-                await self._report_backlog()
+                await self._report()
                 raise
-            await self._report_backlog()
+            await self._report()
         return published
 
-    async def _report_backlog(self) -> None:
+    async def check_parked(self) -> str | None:
+        """What readiness says while the database has parked rows: the relay cannot fix them,
+        an operator must retry or drop them. A note, not a failure: the instance still serves
+        and publishes every other key, and failing readiness would take every replica (they
+        share the database) out of traffic over one row. Asks the database, so a relay
+        standing by answers as well as the active one."""
+        self.parked = await count_parked(self._pool)
+        OUTBOX_PARKED.labels(relay=self.name).set(self.parked)
+        return parked_note(self.parked) if self.parked else None
+
+    async def _report(self) -> None:
         with contextlib.suppress(*_TRANSIENT):
             OUTBOX_BACKLOG.labels(relay=self.name).set(await backlog(self._pool))
+            await self.check_parked()
+
+    async def _stop_clients(self) -> None:
+        await self._producer.stop()
+        with contextlib.suppress(*_TRANSIENT):
+            await self._topics.close()
 
     def _beat(self) -> None:
         self._beat_at = time.monotonic()
@@ -214,21 +245,21 @@ class OutboxRelay:
     async def _publish_while_leading(
         self, conn: Connection, lost: asyncio.Event, wake: asyncio.Event
     ) -> None:
-        due, backoff, pinged = 0.0, 0.0, time.monotonic()
+        due, failures, pinged = 0.0, 0, time.monotonic()
         while not self._stopping.is_set() and not lost.is_set():
             self._beat()
-            if time.monotonic() >= due or (wake.is_set() and not backoff):
+            if time.monotonic() >= due or (wake.is_set() and not failures):
                 wake.clear()  # before the pass: a NOTIFY during it triggers another
                 try:
                     if not await self._unless_lost(lost):
                         return
-                    backoff, due = 0.0, time.monotonic() + self._poll_interval
+                    failures, due = 0, time.monotonic() + self._poll_interval
                 except _TRANSIENT as exc:
-                    backoff = min(max(backoff * 2, 0.5), _MAX_BACKOFF)
-                    due = time.monotonic() + backoff
+                    failures += 1
+                    due = time.monotonic() + backoff_delay(failures, 0.5, _MAX_BACKOFF)
                     _log.warning("relay pass failed", relay=self.name, error=repr(exc))
             # while backing off, a NOTIFY must not cut the pause short
-            events = (lost, self._stopping) if backoff else (wake, lost, self._stopping)
+            events = (lost, self._stopping) if failures else (wake, lost, self._stopping)
             await _wait_any(min(due - time.monotonic(), self._tick), *events)
             if not lost.is_set() and time.monotonic() - pinged >= self._tick:
                 try:

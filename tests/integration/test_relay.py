@@ -26,6 +26,8 @@ from shared.relay import OutboxRelay
 from tests.conftest import ROOT, TopicFactory
 from tests.support import eventually, unique
 
+pytestmark = pytest.mark.integration
+
 
 class Rollback(Exception):
     pass
@@ -239,7 +241,8 @@ async def test_a_row_kafka_refuses_stops_its_batch_and_the_rows_behind_it_wait(
     await install_schema(pg_pool)
     topic = await new_topic("relay")
     first, second, behind = envelopes([unique("order")], 3)
-    # over the producer's 1 MB request limit: refused on every attempt
+    # over the producer's 1 MB request limit: refused on every attempt, so parked, and the row
+    # behind it (same key) waits until the parked row is gone (test_relay_parking.py has more)
     poison = second.model_copy(update={"event_id": uuid.uuid4(), "payload": {"x": "x" * 2**21}})
     await append(pg_pool, topic, [first, second, poison, behind], tx_size=4)
     relay = OutboxRelay(

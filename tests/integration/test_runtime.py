@@ -179,7 +179,14 @@ async def test_readiness_follows_every_part_and_stop_leaves_nothing_running(
             ok = await eventually(lambda: probe(client, "/health/ready"), lambda r: r[0] == 200)
             assert ok == (200, [])
             body = (await client.get("/health/ready")).json()
-            assert set(body["checks"]) == {"postgres", "kafka", "relay", "consumer", "flaky"}
+            assert set(body["checks"]) == {
+                "postgres",
+                "kafka",
+                "relay",
+                "outbox_parked",
+                "consumer",
+                "flaky",
+            }
             assert set((await client.get("/health/live")).json()["checks"]) == {"consumer"}
 
             flaky.die()

@@ -117,6 +117,22 @@ async def test_a_check_that_swallows_cancellation_still_cannot_hang_readiness() 
     await asyncio.wait_for(finished.wait(), timeout=5)
 
 
+async def test_a_note_is_reported_beside_its_check_without_failing_readiness() -> None:
+    checks = HealthChecks()
+    checks.add("auth", lambda: None, note="development secret in use")
+    checks.add("postgres", lambda: True)
+    async with client(checks) as http:
+        response = await http.get("/health/ready")
+    assert response.status_code == 200
+    assert response.json() == {
+        "status": "ok",
+        "checks": {
+            "auth": {"ok": True, "note": "development secret in use"},
+            "postgres": {"ok": True},
+        },
+    }
+
+
 async def test_check_names_are_unique() -> None:
     checks = HealthChecks()
     checks.add("postgres", lambda: True)
