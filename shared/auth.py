@@ -1,7 +1,10 @@
 """Bearer-token authentication for HTTP entry points: the customer is the token's subject.
 
-HS256 with a shared secret for local runs; RS256 with keys from a JWKS URL for a real identity
-provider. `python -m shared.auth mint --sub alice [--scope admin]` prints a local dev token.
+HS256 with a shared secret of at least 32 bytes, or RS256 with keys from a JWKS URL for a real
+identity provider (issuer and audience then required). The public development secret below is
+refused unless `LEADLINE_ENV=local`, so a forgotten `AUTH_JWT_SECRET` stops a deployment from
+starting instead of letting anyone mint admin tokens.
+`python -m shared.auth mint --sub alice [--scope admin]` prints a local dev token.
 """
 
 # No `from __future__ import annotations` here: FastAPI must evaluate the dependency's
@@ -18,19 +21,39 @@ import jwt
 import typer
 from fastapi import Depends, HTTPException, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-# Only for local runs: anyone can read it here, so a process using it logs a warning.
+from shared.http.health import HealthChecks
+from shared.observability.logging import get_logger
+
+log = get_logger(__name__)
+
+# Only for local runs: anyone can read it here, so it is refused unless LEADLINE_ENV=local.
 DEV_JWT_SECRET = "leadline-local-development-secret-not-for-production"
+LOCAL = "local"
+# RFC 7518 §3.2: an HS256 key at least as long as the hash output (256 bits).
+MIN_SECRET_BYTES = 32
 ADMIN_SCOPE = "admin"
+INVALID_TOKEN = "invalid bearer token"
+DEV_SECRET_NOTE = (
+    "the public local development JWT secret is in use (LEADLINE_ENV=local): anyone can mint"
+    " tokens; set AUTH_JWT_SECRET"
+)
 # Subjects become customer ids in published events, so they must satisfy schemas.fields.Id:
 # refusing one here is a 401, accepting it would be a 500 when the event fails validation.
 _SUBJECT = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 
 class AuthSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="AUTH_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="AUTH_",
+        extra="ignore",
+        validate_by_name=True,
+        validate_by_alias=True,
+        # a refused secret must not be echoed into the start-up error (and so into logs)
+        hide_input_in_errors=True,
+    )
 
     jwt_secret: SecretStr = SecretStr(DEV_JWT_SECRET)
     jwt_algorithm: Literal["HS256", "RS256"] = "HS256"
@@ -38,11 +61,30 @@ class AuthSettings(BaseSettings):
     issuer: str | None = None
     audience: str | None = None
     leeway_seconds: float = 30.0
+    environment: str = Field(
+        default="production",
+        validation_alias=AliasChoices("LEADLINE_ENV"),
+        description="env LEADLINE_ENV (never prefixed); only `local` allows the dev secret",
+    )
 
     @model_validator(mode="after")
-    def _rs256_needs_keys(self) -> Self:
-        if self.jwt_algorithm == "RS256" and not self.jwks_url:
-            raise ValueError("AUTH_JWT_ALGORITHM=RS256 needs AUTH_JWKS_URL")
+    def _refuse_weak_keys(self) -> Self:
+        if self.jwt_algorithm == "RS256":
+            missing = [
+                f"AUTH_{name.upper()}"
+                for name in ("jwks_url", "issuer", "audience")
+                if not getattr(self, name)
+            ]
+            if missing:
+                raise ValueError(f"AUTH_JWT_ALGORITHM=RS256 needs {', '.join(missing)}")
+        elif self.uses_dev_secret and self.environment != LOCAL:
+            raise ValueError(
+                "AUTH_JWT_SECRET is unset (or the public development secret): set it to a"
+                f" secret of at least {MIN_SECRET_BYTES} bytes, or LEADLINE_ENV=local for a"
+                " local run"
+            )
+        elif len(self.jwt_secret.get_secret_value().encode()) < MIN_SECRET_BYTES:
+            raise ValueError(f"AUTH_JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes")
         return self
 
     @property
@@ -130,7 +172,8 @@ def mint_token(
 
 def make_bearer_dependency(settings: AuthSettings) -> Callable[..., Awaitable[Principal]]:
     """A FastAPI dependency returning the request's Principal; 401 with `WWW-Authenticate`
-    when the bearer token is missing or invalid, 503 when the key set cannot be fetched."""
+    when the bearer token is missing or invalid, 503 when the key set cannot be fetched. The
+    401 says only that the token is invalid: why is logged, never told to the caller."""
     verifier = TokenVerifier(settings)
     bearer = HTTPBearer(auto_error=False, description="JWT; the subject is the customer id")
 
@@ -146,9 +189,10 @@ def make_bearer_dependency(settings: AuthSettings) -> Callable[..., Awaitable[Pr
         try:
             return await verifier.verify(credentials.credentials)
         except InvalidTokenError as exc:
+            log.info("bearer token refused", reason=str(exc))
             raise HTTPException(
                 status.HTTP_401_UNAUTHORIZED,
-                f"invalid bearer token: {exc}",
+                INVALID_TOKEN,
                 headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
             ) from None
         except jwt.PyJWKClientConnectionError:
@@ -157,6 +201,15 @@ def make_bearer_dependency(settings: AuthSettings) -> Callable[..., Awaitable[Pr
             ) from None
 
     return authenticate
+
+
+def add_auth_check(settings: AuthSettings, ready: HealthChecks) -> None:
+    """Readiness names the public development secret while it is in use (only possible with
+    LEADLINE_ENV=local): it passes, so a local system still turns ready, but an operator who
+    looks sees that anyone can mint tokens for this process."""
+    if settings.uses_dev_secret:
+        log.warning("bearer tokens use the public development secret (LEADLINE_ENV=local)")
+        ready.add("auth", lambda: None, note=DEV_SECRET_NOTE)
 
 
 cli = typer.Typer(add_completion=False, help="Authentication helpers for Leadline.")
@@ -174,7 +227,9 @@ def mint(
     ttl: Annotated[int, typer.Option(help="lifetime in seconds")] = 3600,
 ) -> None:
     """Print a development token signed with AUTH_JWT_SECRET (or the local dev secret)."""
-    typer.echo(mint_token(AuthSettings(), sub, scope or (), ttl))
+    # Minting grants nothing by itself: a token signed with the dev secret only opens a
+    # service that runs with LEADLINE_ENV=local, so the CLI needs no LEADLINE_ENV of its own.
+    typer.echo(mint_token(AuthSettings(environment=LOCAL), sub, scope or (), ttl))
 
 
 if __name__ == "__main__":

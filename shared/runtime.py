@@ -4,18 +4,22 @@ workers and housekeeping started in order, stopped in reverse, and wired into he
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import partial
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import asyncpg
 import uvicorn
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
+from pydantic import ValidationError
 
-from shared.http.health import HealthChecks, KafkaCheck, postgres_check
+from shared.http.health import HealthChecks, KafkaCheck, health_router, postgres_check
+from shared.http.middleware import BodySizeLimit, RequestMetrics
+from shared.http.outages import install_outage_handler
 from shared.observability.logging import get_logger
 from shared.postgres import create_pool, install_schema
 from shared.postgres.inbox import prune_inbox
@@ -143,12 +147,15 @@ class ServiceRuntime:
             await self.stop()
 
     def add_health_checks(self, ready: HealthChecks, live: HealthChecks) -> None:
-        """Readiness: postgres, kafka, and every part this runtime runs. Liveness: the consumer
-        (a dead or stuck loop needs a restart; the others recover or are restarted with it)."""
+        """Readiness: postgres, kafka and every part this runtime runs; parked outbox rows (one
+        Kafka refused for good stops its key's messages until an operator retries or drops it)
+        are a note on a passing check, saying how. Liveness: the consumer (a dead or stuck loop
+        needs a restart; the others recover or are restarted with it)."""
         ready.add("postgres", lambda: postgres_check(self.pool)())
         ready.add("kafka", self.kafka)
         if self.with_relay:
             ready.add("relay", lambda: self.relay is not None and self.relay.is_alive())
+            ready.add("outbox_parked", lambda: self.relay.check_parked() if self.relay else None)
         if self.make_consumer is not None:
             ready.add("consumer", self._consumer_alive)
             live.add("consumer", self._consumer_alive)
@@ -177,16 +184,77 @@ class ServiceRuntime:
         stack.push_async_callback(worker.stop)
 
 
-def lifespan(runtime: ServiceRuntime) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
-    """A FastAPI lifespan that runs `runtime` while the app serves, its pool in `app.state.pool`."""
+OnStart = Callable[[FastAPI, asyncpg.Pool], None]
+"""Builds what a service's routes need from the running pool (e.g. its buses) into `app.state`."""
+
+
+def lifespan(
+    runtime: ServiceRuntime, on_start: OnStart | None = None
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """A FastAPI lifespan that runs `runtime` while the app serves, its pool in `app.state.pool`;
+    `on_start` runs once the runtime has started, before the first request is served."""
 
     @asynccontextmanager
     async def span(app: FastAPI) -> AsyncIterator[None]:
         async with runtime.running() as pool:
             app.state.pool = pool
+            if on_start is not None:
+                on_start(app, pool)
             yield
 
     return span
+
+
+def service_app(
+    runtime: ServiceRuntime,
+    *routers: APIRouter,
+    title: str,
+    version: str,
+    max_body_bytes: int,
+    on_start: OnStart | None = None,
+    ready: HealthChecks | None = None,
+    summary: str | None = None,
+    description: str = "",
+) -> FastAPI:
+    """One service's app: `runtime` as the lifespan, the service's `routers`, then health,
+    readiness (the runtime's checks after any already in `ready`) and metrics routes, request
+    metrics labelled with the runtime's name, the body-size limit, and 503 + Retry-After for a
+    request that met an outage (the database restarting) instead of a 500. Request metrics sit
+    outermost, so the 413s and 400s the limit answers are counted too."""
+    ready = HealthChecks() if ready is None else ready
+    live = HealthChecks()
+    runtime.add_health_checks(ready, live)
+    app = FastAPI(
+        title=title,
+        version=version,
+        summary=summary,
+        description=description,
+        lifespan=lifespan(runtime, on_start),
+    )
+    for router in routers:
+        app.include_router(router)
+    app.include_router(health_router(ready, live=live))
+    install_outage_handler(app)
+    app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
+    app.add_middleware(RequestMetrics, service=runtime.name)
+    return app
+
+
+T = TypeVar("T")
+
+
+def configured(service: str, build: Callable[[], T]) -> T:
+    """`build()` (settings, an app reading its settings); settings the environment got wrong
+    end the process with one line naming each refused setting and exit status 2, not a
+    traceback an operator has to read from the bottom up."""
+    try:
+        return build()
+    except ValidationError as exc:
+        refused = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors()
+        )
+        print(f"{service}: refusing to start: {refused}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def serve(app: FastAPI, *, host: str, port: int) -> None:

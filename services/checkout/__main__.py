@@ -5,13 +5,14 @@ from __future__ import annotations
 from services.checkout.bootstrap import create_app
 from services.checkout.settings import CheckoutSettings
 from shared.observability.logging import configure_logging
-from shared.runtime import serve
+from shared.runtime import configured, serve
 
 
 def main() -> None:
-    settings = CheckoutSettings()
+    settings = configured("checkout", CheckoutSettings)
     configure_logging(settings.service_name, settings.log_level)
-    serve(create_app(settings), host=settings.http_host, port=settings.http_port)
+    app = configured("checkout", lambda: create_app(settings))
+    serve(app, host=settings.http_host, port=settings.http_port)
 
 
 if __name__ == "__main__":

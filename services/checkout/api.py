@@ -64,9 +64,12 @@ IdempotencyKey = Annotated[
         min_length=1,
         max_length=200,
         pattern=r"^[\x21-\x7e]+$",
-        description="retrying with the same key returns the first answer and writes nothing;"
-        " the key is scoped to the customer",
-        examples=["b7f1c3e0-5d1a-4c8e-9f3b-2a6d4e8c1f00"],
+        description="a new unique value (e.g. a UUID) per order, sent again only to retry it:"
+        " retrying with the same key returns the first answer and writes nothing; the key is"
+        " scoped to the customer",
+        # A placeholder, deliberately not a valid key: a realistic example gets copied, and every
+        # client copying it shares one key (schema-driven tools skip an invalid example).
+        examples=["<new UUID per order>"],
     ),
 ]
 

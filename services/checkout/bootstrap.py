@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from functools import partial
 
 import asyncpg
@@ -13,18 +11,14 @@ from services.checkout.api import Buses, install_error_handlers, orders_router
 from services.checkout.catalogue import SEED
 from services.checkout.consumers import subscriptions
 from services.checkout.handlers import CancelOrder, GetOrder, OrderHandlers, PlaceOrder
-from services.checkout.middleware import BodySizeLimit, RequestMetrics
 from services.checkout.ports import CheckoutUnitOfWork
 from services.checkout.settings import CheckoutSettings
 from services.checkout.store import SCHEMA, PostgresCheckoutUnitOfWork, seed_products
-from shared.auth import AuthSettings, make_bearer_dependency
+from shared.auth import AuthSettings, add_auth_check, make_bearer_dependency
 from shared.buses import CommandBus, QueryBus
-from shared.http.health import HealthChecks, health_router
+from shared.http.health import HealthChecks
 from shared.kafka.consumer import ConsumerRunner
-from shared.observability.logging import get_logger
-from shared.runtime import ServiceRuntime
-
-log = get_logger(__name__)
+from shared.runtime import ServiceRuntime, service_app
 
 
 def runtime(settings: CheckoutSettings) -> ServiceRuntime:
@@ -55,34 +49,26 @@ def create_app(
 ) -> FastAPI:
     settings = settings or CheckoutSettings()
     auth = auth or AuthSettings()
-    running = runtime(settings)
-    ready, live = HealthChecks(), HealthChecks()
-    running.add_health_checks(ready, live)
+    ready = HealthChecks()
+    add_auth_check(auth, ready)
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if auth.uses_dev_secret:
-            log.warning("using the local development JWT secret; set AUTH_JWT_SECRET")
-        async with running.running() as pool:
-            uow = partial(PostgresCheckoutUnitOfWork, pool)
-            app.state.buses = _buses(
-                OrderHandlers(uow, events_topic=settings.topic("checkout.events"))
-            )
-            yield
+    def with_buses(app: FastAPI, pool: asyncpg.Pool) -> None:
+        uow = partial(PostgresCheckoutUnitOfWork, pool)
+        app.state.buses = _buses(OrderHandlers(uow, events_topic=settings.topic("checkout.events")))
 
-    app = FastAPI(
+    app = service_app(
+        runtime(settings),
+        orders_router(make_bearer_dependency(auth)),
         title="Leadline checkout",
         version="1.0.0",
         summary="Place, read and cancel orders.",
         description="Bearer JWT on every `/orders` route: the token's subject is the customer."
         " Prices and totals are computed server-side.",
-        lifespan=lifespan,
+        max_body_bytes=settings.max_body_bytes,
+        on_start=with_buses,
+        ready=ready,
     )
-    app.include_router(orders_router(make_bearer_dependency(auth)))
-    app.include_router(health_router(ready, live=live))
     install_error_handlers(app)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(RequestMetrics, service=settings.service_name)
     return app
 
 

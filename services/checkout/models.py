@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
@@ -11,18 +12,27 @@ from services.checkout.domain import Order, OrderStatus
 
 MAX_LINES = 50
 MAX_QUANTITY = 100
+# No control character (Unicode Cc) but tab and newline. Published as the JSON Schema `pattern`
+# and used as is by the validator, so the two cannot disagree; written with `\xHH` escapes only,
+# which ECMA-262, Python and Rust regexes read alike. NUL cannot be stored in PostgreSQL
+# text/jsonb: refused here, it never becomes a 500 further down.
+PLAIN_TEXT = r"^[^\x00-\x08\x0B-\x1F\x7F-\x9F]*$"
+_PLAIN_TEXT = re.compile(PLAIN_TEXT)
 
 
 def _plain_text(value: str) -> str:
-    # NUL cannot be stored in PostgreSQL text/jsonb and lone surrogates cannot be encoded as
-    # UTF-8: refusing them here keeps them from becoming a 500 further down.
-    if any((ord(c) < 32 and c not in "\t\n") or 0xD800 <= ord(c) <= 0xDFFF for c in value):
-        raise ValueError("control characters are not allowed")
+    if _PLAIN_TEXT.fullmatch(value) is None:
+        raise ValueError("control characters other than tab and newline are not allowed")
+    # A lone surrogate ("\ud800" in JSON) is no Unicode text, so no pattern can name it (Rust
+    # and Go engines cannot even hold one); it cannot be encoded as UTF-8 for PostgreSQL either.
+    if any(0xD800 <= ord(c) <= 0xDFFF for c in value):
+        raise ValueError("lone surrogates are not allowed")
     return value
 
 
+# Strict: a quantity is a JSON integer, as the schema says, never `true`, `"2"`, `2.0` or `1e2`.
 class OrderLineRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     sku: Sku
     quantity: int = Field(ge=1, le=MAX_QUANTITY, description=f"1..{MAX_QUANTITY}")
@@ -34,6 +44,7 @@ class PlaceOrderRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
         frozen=True,
+        strict=True,
         json_schema_extra={
             "examples": [
                 {"lines": [{"sku": "TEA-001", "quantity": 2}, {"sku": "CUP-001", "quantity": 1}]}
@@ -59,11 +70,17 @@ class CancelOrderRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
         frozen=True,
+        strict=True,
         json_schema_extra={"examples": [{"reason": "ordered the wrong size"}]},
     )
 
     reason: Annotated[str, AfterValidator(_plain_text)] = Field(
-        default="cancelled by the customer", min_length=1, max_length=500
+        default="cancelled by the customer",
+        min_length=1,
+        max_length=500,
+        description="plain text: tab and newline, but no other control character (`pattern`)"
+        " and no lone surrogate",
+        json_schema_extra={"pattern": PLAIN_TEXT},
     )
 
 

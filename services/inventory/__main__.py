@@ -5,11 +5,11 @@ from __future__ import annotations
 from services.inventory.bootstrap import create_app
 from services.inventory.settings import InventorySettings
 from shared.observability.logging import configure_logging
-from shared.runtime import serve
+from shared.runtime import configured, serve
 
 
 def main() -> None:
-    settings = InventorySettings()
+    settings = configured("inventory", InventorySettings)
     configure_logging(settings.service_name, settings.log_level)
     serve(create_app(settings), host=settings.http_host, port=settings.http_port)
 

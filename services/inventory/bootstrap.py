@@ -10,10 +10,9 @@ from services.inventory.consumers import Topics, subscriptions
 from services.inventory.seed import SEED_STOCK, seed_stock
 from services.inventory.settings import InventorySettings
 from services.inventory.store import SCHEMA, PostgresInventoryUnitOfWork
-from shared.http.health import HealthChecks, health_router
 from shared.kafka.consumer import ConsumerRunner, ConsumerSettings
 from shared.observability.logging import get_logger
-from shared.runtime import ServiceRuntime, lifespan
+from shared.runtime import ServiceRuntime, service_app
 
 log = get_logger(__name__)
 
@@ -54,10 +53,10 @@ async def start(settings: InventorySettings) -> Running:
 
 
 def create_app(settings: InventorySettings) -> FastAPI:
-    running = runtime(settings)
-    ready, live = HealthChecks(), HealthChecks()
-    running.add_health_checks(ready, live)
-    app = FastAPI(title="Leadline inventory", version="1", lifespan=lifespan(running))
-    app.include_router(api.router)
-    app.include_router(health_router(ready, live=live))
-    return app
+    return service_app(
+        runtime(settings),
+        api.router,
+        title="Leadline inventory",
+        version="1",
+        max_body_bytes=settings.max_body_bytes,
+    )

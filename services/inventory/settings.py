@@ -23,3 +23,5 @@ class InventorySettings(CommonSettings):
     # a stable id per instance lets a restarted process take its partitions straight back
     instance_id: str | None = None
     seed_stock: bool = Field(default=True, description="insert the local starting stock")
+    # the API takes no request bodies: anything sizeable is refused before it is read
+    max_body_bytes: int = Field(default=16 * 1024, ge=1024)

@@ -6,13 +6,14 @@ from services.receipts.bootstrap import create_app
 from services.receipts.settings import ReceiptsSettings
 from shared.auth import AuthSettings
 from shared.observability.logging import configure_logging
-from shared.runtime import serve
+from shared.runtime import configured, serve
 
 
 def main() -> None:
-    settings = ReceiptsSettings()
+    settings = configured("receipts", ReceiptsSettings)
     configure_logging(settings.service_name, settings.log_level)
-    serve(create_app(settings, AuthSettings()), host=settings.http_host, port=settings.http_port)
+    app = configured("receipts", lambda: create_app(settings, AuthSettings()))
+    serve(app, host=settings.http_host, port=settings.http_port)
 
 
 if __name__ == "__main__":

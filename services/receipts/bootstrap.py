@@ -16,13 +16,10 @@ from services.receipts.handlers import Issuing
 from services.receipts.render import compose
 from services.receipts.settings import ReceiptsSettings
 from services.receipts.store import SCHEMA, PostgresReceiptsUnitOfWork
-from shared.auth import AuthSettings, make_bearer_dependency
-from shared.http.health import HealthChecks, health_router
+from shared.auth import AuthSettings, add_auth_check, make_bearer_dependency
+from shared.http.health import HealthChecks
 from shared.kafka.consumer import ConsumerRunner, ConsumerSettings
-from shared.observability.logging import get_logger
-from shared.runtime import ServiceRuntime, lifespan
-
-log = get_logger(__name__)
+from shared.runtime import ServiceRuntime, service_app
 
 Running = ServiceRuntime  # what `start()` returns, by the name tests know it
 
@@ -92,12 +89,13 @@ async def start(settings: ReceiptsSettings) -> Running:
 
 
 def create_app(settings: ReceiptsSettings, auth: AuthSettings) -> FastAPI:
-    if auth.uses_dev_secret:
-        log.warning("bearer tokens use the local development secret; set AUTH_JWT_SECRET")
-    running = runtime(settings)
-    ready, live = HealthChecks(), HealthChecks()
-    running.add_health_checks(ready, live)
-    app = FastAPI(title="Leadline receipts", version="1", lifespan=lifespan(running))
-    app.include_router(api.router(make_bearer_dependency(auth)))
-    app.include_router(health_router(ready, live=live))
-    return app
+    ready = HealthChecks()
+    add_auth_check(auth, ready)
+    return service_app(
+        runtime(settings),
+        api.router(make_bearer_dependency(auth)),
+        title="Leadline receipts",
+        version="1",
+        max_body_bytes=settings.max_body_bytes,
+        ready=ready,
+    )

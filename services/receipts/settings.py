@@ -24,6 +24,8 @@ class ReceiptsSettings(CommonSettings):
     http_port: int = Field(default=8002, ge=1, le=65535)
     consumer_group: str = Field(default="receipts", min_length=1)
     instance_id: str | None = None
+    # the API takes no request bodies: anything sizeable is refused before it is read
+    max_body_bytes: int = Field(default=16 * 1024, ge=1024)
 
     issuer: str = Field(default="LL", pattern=r"^[A-Z0-9]{1,10}$", description="number prefix")
     tax_rate: Decimal = Field(

@@ -1,1 +1,1 @@
-"""HTTP pieces every service mounts: health, readiness and metrics."""
+"""HTTP pieces every service mounts: health, readiness, metrics and request middleware."""

@@ -15,6 +15,9 @@ from jwt.algorithms import RSAAlgorithm
 
 from shared.auth import AuthSettings, InvalidTokenError, Principal, TokenVerifier
 
+pytestmark = pytest.mark.integration
+ISSUER, AUDIENCE = "https://id.example", "leadline"
+
 
 def new_key() -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -52,23 +55,46 @@ def jwks_url(signing_key: rsa.RSAPrivateKey) -> Iterator[str]:
 
 
 def rs256(key: rsa.RSAPrivateKey, kid: str, **claims: Any) -> str:
+    claims = {"sub": "alice", "exp": 2**40, "iss": ISSUER, "aud": AUDIENCE, **claims}
     return jwt.encode(
-        {"sub": "alice", "exp": 2**40, **claims}, key, algorithm="RS256", headers={"kid": kid}
+        {k: v for k, v in claims.items() if v is not None},
+        key,
+        algorithm="RS256",
+        headers={"kid": kid},
+    )
+
+
+def rs256_verifier(jwks_url: str) -> TokenVerifier:
+    return TokenVerifier(
+        AuthSettings(jwt_algorithm="RS256", jwks_url=jwks_url, issuer=ISSUER, audience=AUDIENCE)
     )
 
 
 async def test_rs256_tokens_are_verified_with_the_key_set(
     jwks_url: str, signing_key: rsa.RSAPrivateKey
 ) -> None:
-    verifier = TokenVerifier(
-        AuthSettings(jwt_algorithm="RS256", jwks_url=jwks_url, audience="leadline")
-    )
-    token = rs256(signing_key, "key-1", aud="leadline", scope="admin")
-    assert await verifier.verify(token) == Principal("alice", frozenset({"admin"}))
+    token = rs256(signing_key, "key-1", scope="admin")
+    assert await rs256_verifier(jwks_url).verify(token) == Principal("alice", frozenset({"admin"}))
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"iss": "https://elsewhere.example"},
+        {"iss": None},
+        {"aud": "another-api"},
+        {"aud": None},
+    ],
+)
+async def test_a_token_for_another_issuer_or_audience_is_refused(
+    jwks_url: str, signing_key: rsa.RSAPrivateKey, claims: dict[str, Any]
+) -> None:
+    with pytest.raises(InvalidTokenError):
+        await rs256_verifier(jwks_url).verify(rs256(signing_key, "key-1", **claims))
 
 
 async def test_a_token_from_another_key_is_refused(jwks_url: str) -> None:
-    verifier = TokenVerifier(AuthSettings(jwt_algorithm="RS256", jwks_url=jwks_url))
+    verifier = rs256_verifier(jwks_url)
     with pytest.raises(InvalidTokenError):
         await verifier.verify(rs256(new_key(), "key-1"))
     with pytest.raises(InvalidTokenError, match="signing key"):
@@ -76,7 +102,7 @@ async def test_a_token_from_another_key_is_refused(jwks_url: str) -> None:
 
 
 async def test_an_hs256_token_is_refused_when_rs256_is_configured(jwks_url: str) -> None:
-    verifier = TokenVerifier(AuthSettings(jwt_algorithm="RS256", jwks_url=jwks_url))
+    verifier = rs256_verifier(jwks_url)
     forged = jwt.encode(
         {"sub": "alice", "exp": 2**40}, "guessed-secret-long-enough-for-hs256-x", "HS256"
     )

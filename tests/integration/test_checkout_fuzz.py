@@ -8,6 +8,7 @@ import asyncio
 from typing import Any
 
 import httpx
+import pytest
 import schemathesis
 import uvicorn
 from hypothesis import HealthCheck, Phase, given, settings
@@ -26,6 +27,7 @@ from services.checkout.settings import CheckoutSettings
 from shared.auth import AuthSettings, mint_token
 from tests.support import eventually, unique
 
+pytestmark = pytest.mark.integration
 AUTH = AuthSettings(jwt_secret="fuzz-test-secret-that-is-long-enough-for-hs256")
 EXAMPLES_PER_PASS = 120
 CHECKS = [

@@ -8,10 +8,14 @@ import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
+from prometheus_client import REGISTRY
 
 from services.inventory import api
+from services.inventory.bootstrap import create_app
+from services.inventory.settings import InventorySettings
 from services.inventory.store import SCHEMA
 from shared.postgres import install_schema
+from tests.support import unique
 
 pytestmark = pytest.mark.integration
 
@@ -50,3 +54,41 @@ async def test_a_malformed_sku_is_a_422_not_a_database_error(client: httpx.Async
     response = await client.get("/stock/TEA%00-001")
     assert response.status_code == 422
     assert response.json()["detail"][0]["loc"] == ["path", "sku"]
+
+
+def requests_answered(method: str, route: str, status: int) -> float:
+    labels = {"service": "inventory", "method": method, "route": route, "status": str(status)}
+    return REGISTRY.get_sample_value("leadline_http_requests_total", labels) or 0.0
+
+
+async def test_the_service_app_limits_bodies_and_counts_requests(
+    pg_dsn: str, kafka_bootstrap: str, catalogue_prefix: str
+) -> None:
+    settings = InventorySettings(
+        database_url=pg_dsn,
+        kafka_bootstrap_servers=kafka_bootstrap,
+        topic_prefix=catalogue_prefix,
+        consumer_group=unique("inventory"),
+        seed_stock=False,
+    )
+    before = (
+        requests_answered("GET", "/stock/{sku}", 404),
+        requests_answered("POST", "unmatched", 413),
+    )
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://inventory") as client:
+            unknown = await client.get("/stock/TEA-001")  # the runtime's pool serves the route
+            too_big = await client.post("/stock", content=b"x" * (settings.max_body_bytes + 1))
+            metrics = await client.get("/metrics")
+    assert unknown.status_code == 404
+    assert too_big.status_code == 413
+    assert "exceeds" in too_big.json()["detail"]
+    after = (
+        requests_answered("GET", "/stock/{sku}", 404),
+        requests_answered("POST", "unmatched", 413),
+    )
+    assert [b + 1 for b in before] == list(after)
+    counted = [line for line in metrics.text.splitlines() if line.startswith("leadline_http_req")]
+    assert any('service="inventory"' in line for line in counted)

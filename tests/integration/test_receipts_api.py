@@ -5,20 +5,25 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 
 import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
+from prometheus_client import REGISTRY
 
 from services.receipts import api
+from services.receipts.bootstrap import create_app
 from services.receipts.domain import Line, Order, issue
+from services.receipts.settings import ReceiptsSettings
 from services.receipts.store import SCHEMA, PostgresReceiptsUnitOfWork
-from shared.auth import AuthSettings, make_bearer_dependency, mint_token
+from shared.auth import DEV_SECRET_NOTE, AuthSettings, make_bearer_dependency, mint_token
 from shared.postgres import install_schema
+from tests.support import eventually, unique
 
 pytestmark = pytest.mark.integration
-AUTH = AuthSettings()
+AUTH = AuthSettings(jwt_secret="receipts-api-test-secret-long-enough-for-hs256")
 
 
 @pytest.fixture
@@ -76,3 +81,46 @@ async def test_a_malformed_order_id_is_a_422_not_a_database_error(
     response = await client.get("/receipts/ord%001", headers=_as("alice"))
     assert response.status_code == 422
     assert response.json()["detail"][0]["loc"] == ["path", "order_id"]
+
+
+def requests_answered(method: str, route: str, status: int) -> float:
+    labels = {"service": "receipts", "method": method, "route": route, "status": str(status)}
+    return REGISTRY.get_sample_value("leadline_http_requests_total", labels) or 0.0
+
+
+async def test_the_service_app_limits_bodies_counts_requests_and_names_the_dev_secret(
+    pg_dsn: str, kafka_bootstrap: str, catalogue_prefix: str, tmp_path: Path
+) -> None:
+    settings = ReceiptsSettings(
+        database_url=pg_dsn,
+        kafka_bootstrap_servers=kafka_bootstrap,
+        topic_prefix=catalogue_prefix,
+        consumer_group=unique("receipts"),
+        mailbox_dir=tmp_path / "mailbox",
+    )
+    local = AuthSettings(environment="local")
+    before = (
+        requests_answered("GET", "/receipts/{order_id}", 404),
+        requests_answered("POST", "unmatched", 413),
+    )
+    app = create_app(settings, local)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://receipts") as client:
+            token = {"Authorization": f"Bearer {mint_token(local, 'alice')}"}
+            unknown = await client.get("/receipts/ord-404", headers=token)
+            too_big = await client.post(
+                "/receipts/ord-404", content=b"x" * (settings.max_body_bytes + 1)
+            )
+            ready = await eventually(
+                lambda: client.get("/health/ready"), lambda r: r.status_code == 200, what="ready"
+            )
+    assert unknown.status_code == 404
+    assert too_big.status_code == 413
+    after = (
+        requests_answered("GET", "/receipts/{order_id}", 404),
+        requests_answered("POST", "unmatched", 413),
+    )
+    assert [b + 1 for b in before] == list(after)
+    # local only, and it says so: readiness passes but names the public secret
+    assert ready.json()["checks"]["auth"] == {"ok": True, "note": DEV_SECRET_NOTE}

@@ -79,7 +79,7 @@ async def test_sigkill_mid_stream_loses_no_receipt_and_doubles_none(
 
         await second.ready()
         order = orders[0]
-        auth = AuthSettings()
+        auth = AuthSettings(environment="local")  # the dev secret, as the local process uses
         url = f"http://127.0.0.1:{second.port}/receipts/{order}"
         async with httpx.AsyncClient(timeout=5) as client:
             owner = await client.get(url, headers=_bearer(auth, customers[order]))
