@@ -4,6 +4,6 @@ Depends on pydantic only. Importing this package registers every model and upcas
 `schemas.registry.REGISTRY`.
 """
 
-from schemas import checkout, inventory, payments, receipts, warehouse
+from schemas import checkout, inventory, orchestrator, payments, receipts, warehouse
 
-__all__ = ["checkout", "inventory", "payments", "receipts", "warehouse"]
+__all__ = ["checkout", "inventory", "orchestrator", "payments", "receipts", "warehouse"]

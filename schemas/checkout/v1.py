@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.fields import Cents, Id, Quantity, Reason, Sku
@@ -52,6 +54,25 @@ class OrderCancelled(Message):
     VERSION = 1
 
     order_id: Id
+    reason: Reason
+
+
+RefusableCommand = Literal["ConfirmOrder", "RejectOrder"]
+
+
+@REGISTRY.register
+class OrderCommandRefused(Message):
+    """The saga's command met an order whose state forbids it (a ConfirmOrder that lost the
+    race to the customer's cancel): its outcome, not a change. The order stays as it was."""
+
+    TYPE = "OrderCommandRefused"
+    VERSION = 1
+
+    order_id: Id
+    command: RefusableCommand = Field(description="type of the refused command")
+    status: Literal["placed", "confirmed", "rejected", "cancelled"] = Field(
+        description="the order's status, which the command could not change"
+    )
     reason: Reason
 
 

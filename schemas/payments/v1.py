@@ -36,3 +36,27 @@ class PaymentDeclined(Message):
 
     order_id: Id
     reason: Reason
+
+
+@REGISTRY.register
+class VoidPayment(Message):
+    """Our request to the provider to void the order's authorization, if it has one (the
+    provider answers PaymentVoided either way, so the saga never waits on silence)."""
+
+    TYPE = "VoidPayment"
+    VERSION = 1
+
+    order_id: Id
+    reason: Reason
+
+
+@REGISTRY.register
+class PaymentVoided(Message):
+    """The provider's answer to VoidPayment: `payment_id` is the voided authorization, or
+    null when the order had none (nothing to void)."""
+
+    TYPE = "PaymentVoided"
+    VERSION = 1
+
+    order_id: Id
+    payment_id: Id | None = None

@@ -5,20 +5,30 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 
-from schemas.checkout.v1 import ConfirmOrder, RejectOrder
+from schemas.checkout.v1 import (
+    ConfirmOrder,
+    OrderCommandRefused,
+    OrderConfirmed,
+    OrderRejected,
+    RefusableCommand,
+    RejectOrder,
+)
+from schemas.registry import REGISTRY, Message
 from services.checkout.domain import Order, OrderRuleViolation, price
 from services.checkout.models import OrderView, PlaceOrderRequest
 from services.checkout.ports import CheckoutUnitOfWork, OrderUnitOfWork
 from shared.buses import Command, Query
-from shared.envelope import Envelope
+from shared.envelope import Envelope, deterministic_id
 from shared.errors import PermanentError
 from shared.observability.logging import get_logger
-from shared.ports import ConcurrencyError
+from shared.ports import ConcurrencyError, RecordedEvent
 from shared.repository import EventSourcedRepository, NotFound
 
 PRODUCER = "checkout"
@@ -77,18 +87,62 @@ async def save(
     envelope's event id is the stored event's id, so consumers can relate the two."""
     pending = list(order.pending)
     ids = [uuid.uuid4() for _ in pending]
-    version = await EventSourcedRepository(Order, uow.events).save(order, event_ids=ids)
+    # What the envelopes say beyond the events goes into the stream with them, so that a
+    # stored event can be published again as the very same record (`republish`).
+    context = {
+        "occurred_at": datetime.now(UTC).isoformat(),
+        "causation_id": str(caused_by.event_id) if caused_by else None,
+    }
+    version = await EventSourcedRepository(Order, uow.events).save(
+        order, event_ids=ids, metadata=context
+    )
     for event, event_id in zip(pending, ids, strict=True):
-        envelope = Envelope.wrap(
-            event,
-            key=order.id,
-            producer=PRODUCER,
-            correlation_id=order.id,
-            caused_by=caused_by,
-            event_id=event_id,
-        )
+        type_, schema_version, payload = REGISTRY.encode(event)
+        envelope = _envelope(order.id, event_id, type_, schema_version, payload, context)
         await uow.outbox.append(events_topic, envelope)
     return version
+
+
+async def republish(
+    uow: OrderUnitOfWork, order_id: str, event: type[Message], *, events_topic: str
+) -> None:
+    """Publish the order's latest stored `event` again, as first published: same id, type,
+    key and (for events saved with their context) bytes. Downstream inboxes drop it as the
+    duplicate it is; the saga, which asked again, sees its reply. Nothing is appended."""
+    stored = await uow.events.load(order_id)
+    found = next(e for e in reversed(stored) if e.type == event.TYPE)
+    await uow.outbox.append(events_topic, _stored_envelope(order_id, found))
+
+
+def _stored_envelope(order_id: str, event: RecordedEvent) -> Envelope:
+    # events saved before their context was stored: the same id, type and key, a close time
+    context = {"occurred_at": event.recorded_at, "causation_id": None, **event.metadata}
+    return _envelope(order_id, event.event_id, event.type, event.version, event.payload, context)
+
+
+def _envelope(
+    order_id: str,
+    event_id: uuid.UUID,
+    type_: str,
+    version: int,
+    payload: Mapping[str, Any],
+    context: Mapping[str, Any],
+) -> Envelope:
+    """One way to build an order event's record, first publication and re-publication alike.
+    The payload goes through its model: jsonb does not keep the order of keys, the model
+    does (and re-publishes an old version as that version, which consumers upcast)."""
+    model = REGISTRY.model(type_, version)
+    return Envelope(
+        event_id=event_id,
+        type=type_,
+        version=version,
+        occurred_at=context["occurred_at"],
+        producer=PRODUCER,
+        key=order_id,
+        correlation_id=order_id,
+        causation_id=context["causation_id"],
+        payload=model.model_validate(payload).model_dump(mode="json"),
+    )
 
 
 async def load(uow: OrderUnitOfWork, order_id: str) -> Order:
@@ -160,9 +214,12 @@ class OrderHandlers:
         return OrderView.of(order)
 
 
-# Commands from the saga fail loudly: a refused one is a PermanentError (dead-lettered with the
-# reason). A ConcurrencyError propagates: the runner retries the whole transaction, which
-# reloads the order, and the rules decide against the state that won the race.
+# Every command from the saga gets exactly one outcome on checkout.events, also when repeated:
+# the event it caused, that event again (the order was already in the state asked for), or
+# OrderCommandRefused (the order's state forbids it). Only a command for an order that does not
+# exist fails loudly (PermanentError: dead-lettered with the reason). A ConcurrencyError
+# propagates: the runner retries the whole transaction, which reloads the order, and the rules
+# decide against the state that won the race.
 
 
 async def confirm_order(
@@ -172,8 +229,9 @@ async def confirm_order(
     try:
         order.confirm()
     except OrderRuleViolation as exc:
-        raise PermanentError(str(exc)) from exc
-    await save(uow, order, events_topic=events_topic, caused_by=envelope)
+        await _refuse(uow, order, "ConfirmOrder", exc, envelope, events_topic=events_topic)
+        return
+    await _save_or_republish(uow, order, OrderConfirmed, envelope, events_topic=events_topic)
 
 
 async def reject_order(
@@ -183,8 +241,55 @@ async def reject_order(
     try:
         order.reject(command.reason)
     except OrderRuleViolation as exc:
-        raise PermanentError(str(exc)) from exc
-    await save(uow, order, events_topic=events_topic, caused_by=envelope)
+        await _refuse(uow, order, "RejectOrder", exc, envelope, events_topic=events_topic)
+        return
+    await _save_or_republish(uow, order, OrderRejected, envelope, events_topic=events_topic)
+
+
+async def _save_or_republish(
+    uow: CheckoutUnitOfWork,
+    order: Order,
+    outcome: type[Message],
+    caused_by: Envelope,
+    *,
+    events_topic: str,
+) -> None:
+    if order.pending:
+        await save(uow, order, events_topic=events_topic, caused_by=caused_by)
+        return
+    # already in the state asked for (the domain recorded nothing): answer as the first time
+    log.info("command repeated, outcome re-published", order_id=order.id, outcome=outcome.TYPE)
+    await republish(uow, order.id, outcome, events_topic=events_topic)
+
+
+async def _refuse(
+    uow: CheckoutUnitOfWork,
+    order: Order,
+    command: RefusableCommand,
+    violation: OrderRuleViolation,
+    caused_by: Envelope,
+    *,
+    events_topic: str,
+) -> None:
+    # Straight to the outbox, not into the order's stream: nothing about the order changed.
+    # The stream version is the read side's consistency token (the ETag, what a view waits
+    # for); a refusal that bumped it would announce a change that never happened, and the
+    # aggregate would need a branch in `apply` for a non-event. The id is the order's and the
+    # command type's, so a repeat says the same under the same id (the order's status is
+    # terminal here, so the message cannot differ either) and downstream inboxes drop it.
+    refused = OrderCommandRefused(
+        order_id=order.id, command=command, status=str(order.status), reason=str(violation)
+    )
+    log.info("command refused", order_id=order.id, command=command, status=order.status)
+    envelope = Envelope.wrap(
+        refused,
+        key=order.id,
+        producer=PRODUCER,
+        correlation_id=order.id,
+        caused_by=caused_by,
+        event_id=deterministic_id(PRODUCER, order.id, command, "refused"),
+    )
+    await uow.outbox.append(events_topic, envelope)
 
 
 async def _order_for_command(uow: OrderUnitOfWork, order_id: str) -> Order:

@@ -107,6 +107,13 @@ def allocate(
     return Reservation(order_id, "reserved", lines), changed
 
 
+def released_unreserved(order_id: str) -> Reservation:
+    """The record of a release that came before any reservation (the saga compensated an order
+    whose ReserveStock is still on its way): it holds nothing, and being the order's one
+    reservation, it keeps a late ReserveStock from taking stock the order will never use."""
+    return Reservation(order_id, "released", ())
+
+
 def release(reservation: Reservation, levels: Mapping[str, Level]) -> list[Level]:
     """The levels after giving back everything a held reservation holds."""
     if reservation.status != "reserved":

@@ -2,7 +2,8 @@
 
 Outcomes carry deterministic event ids derived from the order (or shipment): handling the same
 order again, under any event id, re-sends the first outcome with the same id (and changes no
-stock), so downstream inboxes drop the repeat.
+stock), so downstream inboxes drop the repeat. Every command is answered, also when there was
+nothing to do: the saga waits on a reply, never on silence.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from shared.observability.logging import get_logger
 
 PRODUCER = "inventory"
 MAX_LINE_QUANTITY = 1000  # schemas.fields.Quantity
+RESERVATION_RELEASED = "the order's reservation was released"
 log = get_logger(__name__)
 
 
@@ -37,7 +39,8 @@ async def reserve_stock(
 ) -> None:
     existing = await uow.stock.reservation(command.order_id)
     if existing is not None:
-        # A repeat under a new event id: answer again, identically, and reserve nothing.
+        # A repeat under a new event id, or a ReserveStock after the order's release: answer
+        # (see _outcome) and reserve nothing.
         log.info("reservation repeated", order_id=command.order_id, status=existing.status)
         await _emit(uow, out, envelope, [_outcome(existing)])
         return
@@ -68,11 +71,18 @@ async def release_stock(
     envelope: Envelope, command: ReleaseStock, uow: InventoryUnitOfWork, *, out: str
 ) -> None:
     reservation = await uow.stock.reservation(command.order_id)
-    if reservation is None or reservation.status == "failed":
-        log.info("release of an order holding nothing ignored", order_id=command.order_id)
-        return
+    if reservation is None:
+        # Released before it reserved (the saga compensated while its ReserveStock was still
+        # on the way): record it, so that the late ReserveStock fails instead of holding stock
+        # for an order given up on. A ReserveStock of the order handled concurrently fails on
+        # the primary key, is retried, and finds this row.
+        reservation = domain.released_unreserved(command.order_id)
+        await uow.stock.add_reservation(reservation)
     released = _released(reservation)
-    if reservation.status == "released":
+    if reservation.status != "reserved":
+        # Holding nothing (failed, or released already) still gets its answer, under the id
+        # of the order's release, so every repeat says the same.
+        log.info("release answered, nothing held", order_id=command.order_id)
         await _emit(uow, out, envelope, [released])
         return
     levels = await uow.stock.lock_levels([sku for sku, _ in reservation.lines])
@@ -102,6 +112,14 @@ Keyed = tuple[Message, str, str]  # message, key, deterministic id seed
 
 
 def _outcome(r: domain.Reservation) -> Keyed:
+    if r.status == "released":
+        # Stock given back is not taken again. Not the order's first answer (that may have
+        # been StockReserved), so not its id either: one id names one message, or inboxes
+        # would refuse this one as a collision.
+        failed = StockReservationFailed(
+            order_id=r.order_id, reason=RESERVATION_RELEASED, shortages=[]
+        )
+        return failed, r.order_id, f"reservation-after-release:{r.order_id}"
     seed = f"reservation:{r.order_id}"
     if r.status == "failed":
         shortages = [
@@ -114,7 +132,9 @@ def _outcome(r: domain.Reservation) -> Keyed:
 
 
 def _released(r: domain.Reservation) -> Keyed:
-    released = StockReleased(order_id=r.order_id, lines=_lines(r))
+    # a failed reservation's lines were asked for, never held
+    lines = [] if r.status == "failed" else _lines(r)
+    released = StockReleased(order_id=r.order_id, lines=lines)
     return released, r.order_id, f"released:{r.order_id}"
 
 

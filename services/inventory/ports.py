@@ -28,7 +28,8 @@ class StockStore(Protocol):
         ...
 
     async def add_reservation(self, reservation: Reservation) -> None:
-        """Record a new reservation; a second one for the same order is a key conflict."""
+        """Record a new reservation (or a release before any, holding nothing); a second one
+        for the same order is a key conflict."""
         ...
 
     async def mark_released(self, order_id: str) -> None: ...

@@ -113,8 +113,8 @@ class PostgresStockStore:
             for s in reservation.shortages
         ]
         await self._conn.execute(
-            "INSERT INTO reservations (order_id, status, reason, shortages)"
-            " VALUES ($1, $2, $3, $4::jsonb)",
+            "INSERT INTO reservations (order_id, status, reason, shortages, released_at)"
+            " VALUES ($1, $2, $3, $4::jsonb, CASE WHEN $2 = 'released' THEN now() END)",
             reservation.order_id,
             reservation.status,
             reservation.reason,

@@ -15,6 +15,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
 from schemas.checkout.v1 import ConfirmOrder
@@ -24,6 +25,8 @@ from shared.envelope import Envelope, deterministic_id
 from tests.conftest import Infra
 from tests.support import eventually
 from tests.support.processes import ServiceProcess, produce, read_all
+
+pytestmark = pytest.mark.e2e
 
 SECRET = "e2e-" + uuid.uuid4().hex
 SERVICES = ("checkout", "inventory", "receipts")
@@ -53,6 +56,8 @@ async def system(
         "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
         "LEADLINE_TOPIC_PREFIX": catalogue_prefix,
         "AUTH_JWT_SECRET": SECRET,
+        # not local: the system starts as a deployment would, on its own secret
+        "LEADLINE_ENV": "production",
         "RECEIPTS_MAILBOX_DIR": str(tmp_path / "mailbox"),
         **{f"{s.upper()}_DATABASE_URL": dsn for s, dsn in databases.items()},
     }
@@ -74,6 +79,24 @@ def url(proc: ServiceProcess, path: str) -> str:
 
 async def envelopes_on(bootstrap: str, topic: str, order_id: str) -> list[Envelope]:
     return [e for e in await read_all(bootstrap, topic) if e.correlation_id == order_id]
+
+
+async def confirm_outcomes(
+    http: httpx.AsyncClient, checkout: ServiceProcess, topic: str
+) -> dict[str, float]:
+    """How checkout's consumer settled ConfirmOrder on `topic`, from its /metrics."""
+    text = (await http.get(url(checkout, "/metrics"))).text
+    found: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = sample.labels
+            if (
+                sample.name == "leadline_messages_handled_total"
+                and labels.get("topic") == topic
+                and labels.get("type") == "ConfirmOrder"
+            ):
+                found[labels["outcome"]] = sample.value
+    return found
 
 
 def has(type_: str) -> Callable[[list[Envelope]], bool]:
@@ -139,6 +162,15 @@ async def test_an_order_is_placed_reserved_confirmed_and_receipted(
             return str(response.json()["status"])
 
         await eventually(order_status, lambda s: s == "confirmed", what="order confirmed")
+        # confirming twice changes nothing by itself: only checkout's own count tells that the
+        # inbox, not the aggregate, stopped the second delivery
+        commands = catalogue_prefix + "checkout.commands"
+        outcomes = await eventually(
+            lambda: confirm_outcomes(http, checkout, commands),
+            lambda found: sum(found.values()) == 2,
+            what="both deliveries settled",
+        )
+        assert outcomes == {"applied": 1.0, "duplicate": 1.0}
 
         async def receipt() -> httpx.Response:
             return await http.get(url(receipts, f"/receipts/{order_id}"), headers=auth)

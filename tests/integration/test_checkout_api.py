@@ -12,19 +12,24 @@ from typing import Any
 
 import asyncpg
 import httpx
+import jsonschema_rs
+import jwt
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from prometheus_client import REGISTRY
 
 from schemas.catalogue import DEAD_LETTER_SUFFIX, TOPICS
 from schemas.checkout.v1 import ConfirmOrder
 from services.checkout.bootstrap import create_app
+from services.checkout.models import CancelOrderRequest
 from services.checkout.settings import CheckoutSettings
-from shared.auth import AuthSettings, mint_token
+from shared.auth import DEV_SECRET_NOTE, AuthSettings, mint_token
 from shared.envelope import Envelope
 from tests.support import eventually, unique
 
+pytestmark = pytest.mark.integration
 AUTH = AuthSettings(jwt_secret="integration-test-secret-long-enough-for-hs256")
 TEA = {"lines": [{"sku": "TEA-001", "quantity": 2}, {"sku": "CUP-001", "quantity": 1}]}
 
@@ -34,9 +39,11 @@ def bearer(subject: str, *scopes: str) -> dict[str, str]:
 
 
 @contextlib.asynccontextmanager
-async def running_checkout(settings: CheckoutSettings) -> AsyncIterator[httpx.AsyncClient]:
+async def running_checkout(
+    settings: CheckoutSettings, auth: AuthSettings = AUTH
+) -> AsyncIterator[httpx.AsyncClient]:
     """The app with its lifespan (pool, schema, seed, relay, consumer) and a client to it."""
-    app = create_app(settings, AUTH)
+    app = create_app(settings, auth)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://checkout") as client:
@@ -81,15 +88,17 @@ class Checkout:
 
 
 @pytest.fixture
-async def checkout(
-    pg_dsn: str, kafka_bootstrap: str, catalogue_prefix: str
-) -> AsyncIterator[Checkout]:
-    settings = CheckoutSettings(
+def settings(pg_dsn: str, kafka_bootstrap: str, catalogue_prefix: str) -> CheckoutSettings:
+    return CheckoutSettings(
         database_url=pg_dsn,
         kafka_bootstrap_servers=kafka_bootstrap,
         topic_prefix=catalogue_prefix,
         consumer_group=unique("checkout"),
     )
+
+
+@pytest.fixture
+async def checkout(settings: CheckoutSettings, pg_dsn: str) -> AsyncIterator[Checkout]:
     async with running_checkout(settings) as client:
         yield Checkout(client, settings, pg_dsn)
 
@@ -337,14 +346,34 @@ async def test_bad_input_is_a_clear_4xx(checkout: Checkout) -> None:
     assert row["n"] == 1  # the order placed to cancel, nothing else
 
 
+def confirm_outcomes(checkout: Checkout) -> dict[str, float]:
+    """How checkout's consumer settled ConfirmOrder commands, from its metrics."""
+    labels = {
+        "consumer": checkout.settings.consumer_group,
+        "topic": checkout.topic("checkout.commands"),
+        "type": "ConfirmOrder",
+    }
+    return {
+        outcome: REGISTRY.get_sample_value(
+            "leadline_messages_handled_total", labels | {"outcome": outcome}
+        )
+        or 0.0
+        for outcome in ("applied", "duplicate")
+    }
+
+
 async def test_confirm_order_is_applied_once(checkout: Checkout) -> None:
     order_id = (await checkout.place("alice"))["order_id"]
     command = Envelope.wrap(ConfirmOrder(order_id=order_id), key=order_id, producer="saga")
     await send_command(checkout, command)
     await send_command(checkout, command)  # redelivered: the inbox skips it
     again = Envelope.wrap(ConfirmOrder(order_id=order_id), key=order_id, producer="saga")
-    await send_command(checkout, again)  # a new id for the same state: a no-op
+    await send_command(checkout, again)  # a new id: the first OrderConfirmed again, no change
     await eventually(lambda: commands_consumed(checkout), bool, what="commands consumed")
+    # Confirming a confirmed order changes nothing by itself, so the stream alone cannot tell
+    # a working inbox from a broken one: the handler must have run twice (two ids), not three
+    # times, and the redelivery must have been recognised as the duplicate it is.
+    assert confirm_outcomes(checkout) == {"applied": 2.0, "duplicate": 1.0}
     assert await checkout.stream(order_id) == ["OrderPlaced", "OrderConfirmed"]
     confirmed = [Envelope.from_bytes(r.value) for r in await published(checkout, order_id)][-1]
     assert (confirmed.type, confirmed.causation_id) == ("OrderConfirmed", command.event_id)
@@ -400,11 +429,25 @@ async def test_racing_cancel_and_confirm_leave_one_consistent_outcome(
         dead = await read_topic(checkout.bootstrap, checkout.topic("checkout.commands") + ".dlq")
         refused = [r for r in dead if Envelope.from_bytes(r.value).event_id == command.event_id]
         stream = await checkout.stream(order_id)
+        assert refused == []  # either way an outcome the saga sees, never a dead letter
         if answer.status_code == 200:
             assert stream == ["OrderPlaced", "OrderCancelled"]
-            [letter] = refused
-            assert header(letter, "dlq.reason") == "rejected"
-            assert "cannot confirm" in header(letter, "dlq.error")
+            replies = await eventually(
+                lambda order_id=order_id: published(checkout, order_id),
+                lambda found: any(
+                    Envelope.from_bytes(r.value).type == "OrderCommandRefused" for r in found
+                ),
+                what="the refusal published",
+            )
+            [reply] = [
+                e
+                for e in map(Envelope.from_bytes, (r.value for r in replies))
+                if e.type == "OrderCommandRefused"
+            ]
+            assert (reply.payload["command"], reply.payload["status"]) == (
+                "ConfirmOrder",
+                "cancelled",
+            )
         else:
             assert (answer.status_code, refused) == (409, []), answer.text
             assert stream == ["OrderPlaced", "OrderConfirmed"]
@@ -413,8 +456,93 @@ async def test_racing_cancel_and_confirm_leave_one_consistent_outcome(
 async def test_readiness_reports_every_dependency(checkout: Checkout) -> None:
     response = await checkout.client.get("/health/ready")
     assert response.status_code == 200
-    assert set(response.json()["checks"]) == {"postgres", "kafka", "relay", "consumer"}
+    assert set(response.json()["checks"]) == {
+        "postgres",
+        "kafka",
+        "relay",
+        "outbox_parked",
+        "consumer",
+    }
     live = await checkout.client.get("/health/live")
     assert live.status_code == 200
     metrics = await checkout.client.get("/metrics")
     assert "leadline_http_requests_total" in metrics.text
+
+
+async def test_quantities_are_json_integers_only(checkout: Checkout) -> None:
+    # the schema says integer: a boolean, a numeric string, or any JSON number with a fraction
+    # or an exponent is refused, even when its value is a whole number
+    for quantity in (b"true", b'"2"', b"2.0", b"1e2", b"2E0"):
+        body = b'{"lines": [{"sku": "TEA-001", "quantity": %s}]}' % quantity
+        response = await checkout.client.post(
+            "/orders", content=body, headers=bearer("alice") | {"Content-Type": "application/json"}
+        )
+        assert response.status_code == 422, (quantity, response.text)
+        [problem] = response.json()["detail"]
+        assert (problem["type"], problem["loc"]) == ("int_type", ["body", "lines", 0, "quantity"])
+    [row] = await checkout.rows("SELECT count(*) AS n FROM events")
+    assert row["n"] == 0
+
+
+def test_the_cancel_reason_rule_is_published_and_agrees_with_the_validator() -> None:
+    # the document clients see, checked by a JSON Schema validator that is not pydantic
+    document = create_app(CheckoutSettings(), AUTH).openapi()
+    reason = document["components"]["schemas"]["CancelOrderRequest"]["properties"]["reason"]
+    published = jsonschema_rs.validator_for({"type": "string", "pattern": reason["pattern"]})
+
+    def accepted(text: str) -> bool:
+        try:
+            CancelOrderRequest(reason=text)
+        except ValueError:
+            return False
+        return True
+
+    scalars = (chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF)
+    disagree = [c for c in scalars if published.is_valid(f"a{c}b") != accepted(f"a{c}b")]
+    assert disagree == []
+    assert not published.is_valid("nul \x00")
+    assert published.is_valid("tab\tnew\nline 😀")
+    # lone surrogates are no Unicode text, so no pattern names them: the description does
+    assert not accepted("\ud800")
+    assert "surrogate" in reason["description"]
+
+
+async def test_the_documented_idempotency_key_is_a_placeholder_not_a_key(
+    checkout: Checkout,
+) -> None:
+    # a realistic example is copied by every client, and they all share one key; a placeholder
+    # that is not a valid key fails the first copy loudly instead
+    document = (await checkout.client.get("/openapi.json")).json()
+    parameters = document["paths"]["/orders"]["post"]["parameters"]
+    [key] = [p for p in parameters if p["name"] == "Idempotency-Key"]
+    for example in key["schema"]["examples"]:
+        response = await checkout.client.post(
+            "/orders", json=TEA, headers=bearer("alice") | {"Idempotency-Key": example}
+        )
+        assert response.status_code == 422, example
+        assert response.json()["detail"][0]["loc"] == ["header", "Idempotency-Key"]
+
+
+async def test_a_refused_token_gets_a_fixed_answer(checkout: Checkout) -> None:
+    expired = jwt.encode({"sub": "alice", "exp": 1}, AUTH.jwt_secret.get_secret_value())
+    forged = mint_token(AuthSettings(jwt_secret="someone-elses-secret-long-enough-for-hs256"), "a")
+    for token in (expired, forged, "not.a.token"):
+        response = await checkout.client.get(
+            f"/orders/{uuid.uuid4()}", headers={"Authorization": f"Bearer {token}"}
+        )
+        assert response.status_code == 401
+        assert response.json() == {"detail": "invalid bearer token"}
+
+
+async def test_readiness_names_the_development_secret_while_it_is_in_use(
+    settings: CheckoutSettings,
+) -> None:
+    local = AuthSettings(environment="local")
+    async with running_checkout(settings, local) as client:
+        response = await client.get("/health/ready")
+        placed = await client.post(
+            "/orders", json=TEA, headers={"Authorization": f"Bearer {mint_token(local, 'al')}"}
+        )
+    assert response.status_code == 200, response.text
+    assert response.json()["checks"]["auth"] == {"ok": True, "note": DEV_SECRET_NOTE}
+    assert placed.status_code == 201

@@ -200,8 +200,13 @@ async def test_an_event_id_reused_for_another_message_is_dead_lettered_as_a_coll
     first = Envelope.wrap(tea, key="TEA-001", producer="warehouse", event_id=reused)
     other = Envelope.wrap(mug, key="MUG-001", producer="warehouse", event_id=reused)
     collisions = _collisions(warehouse)
-    # the first one again (a redelivery: skipped), then another message under its id
-    await produce(kafka_bootstrap, warehouse, [first, first, other])
+    # the first one, and again (a redelivery: skipped); only then another message under its
+    # id (the two SKUs may sit on different partitions, which race for the claim)
+    await produce(kafka_bootstrap, warehouse, [first, first])
+    await eventually(
+        lambda: _level(inventory.pool, "TEA-001"), lambda lv: lv == (11, 0), what="first applied"
+    )
+    await produce(kafka_bootstrap, warehouse, [other])
 
     letters = await eventually(
         lambda: list_dead_letters(kafka_bootstrap, warehouse + ".dlq"),

@@ -62,6 +62,10 @@ def test_topic_names_are_unique_and_each_has_a_dead_letter_topic() -> None:
 
 
 def test_topic_looks_up_by_name_and_names_an_unknown_one() -> None:
-    assert topic("payments.events").message_types == ("PaymentAuthorized", "PaymentDeclined")
+    assert topic("payments.events").message_types == (
+        "PaymentAuthorized",
+        "PaymentDeclined",
+        "PaymentVoided",
+    )
     with pytest.raises(KeyError, match=r"no\.such\.topic"):
         topic("no.such.topic")

@@ -21,8 +21,9 @@ from services.checkout.handlers import (
 )
 from services.checkout.memory import MemoryCheckoutDatabase, MemoryCheckoutUnitOfWork
 from services.checkout.models import PlaceOrderRequest
-from shared.envelope import Envelope
+from shared.envelope import Envelope, deterministic_id
 from shared.errors import PermanentError
+from shared.ports import NewEvent
 
 TOPIC = "checkout.events"
 
@@ -130,16 +131,118 @@ async def test_confirm_command_records_order_confirmed_caused_by_it(
     assert (await handlers.get(GetOrder(order_id, "alice"))).status is OrderStatus.CONFIRMED
 
 
-async def test_commands_against_a_finished_or_missing_order_fail_permanently(
-    db: MemoryCheckoutDatabase, handlers: OrderHandlers
+async def test_a_command_for_a_missing_order_fails_permanently(
+    db: MemoryCheckoutDatabase,
 ) -> None:
-    order_id = (await handlers.place(PlaceOrder("alice", body(("TEA-001", 1))))).order.order_id
-    await handlers.cancel(CancelOrder(order_id, "alice", "changed my mind"))
-    with pytest.raises(PermanentError, match="cannot confirm"):
-        await run_command(db, ConfirmOrder(order_id=order_id))
     with pytest.raises(PermanentError, match="not found"):
         await run_command(db, RejectOrder(order_id=str(uuid.uuid4()), reason="no stock"))
-    assert [e.type for e in db.streams[order_id]] == ["OrderPlaced", "OrderCancelled"]
+    assert (db.streams, db.outbox) == ({}, [])
+
+
+async def finish(handlers: OrderHandlers, db: MemoryCheckoutDatabase, how: str) -> str:
+    """A placed order, then cancelled by its customer or confirmed or rejected by the saga."""
+    order_id = (await handlers.place(PlaceOrder("alice", body(("TEA-001", 1))))).order.order_id
+    if how == "cancelled":
+        await handlers.cancel(CancelOrder(order_id, "alice", "changed my mind"))
+    else:
+        await run_command(db, saga_command(how, order_id))
+    return order_id
+
+
+def saga_command(outcome: str, order_id: str) -> ConfirmOrder | RejectOrder:
+    if outcome == "confirmed":
+        return ConfirmOrder(order_id=order_id)
+    return RejectOrder(order_id=order_id, reason="payment declined")
+
+
+@pytest.mark.parametrize(
+    ("status", "refused"),
+    [
+        ("cancelled", "confirmed"),  # the saga's ConfirmOrder lost the race to the customer
+        ("rejected", "confirmed"),
+        ("cancelled", "rejected"),
+        ("confirmed", "rejected"),
+    ],
+)
+async def test_a_command_the_orders_state_forbids_is_answered_with_a_refusal(
+    db: MemoryCheckoutDatabase, handlers: OrderHandlers, status: str, refused: str
+) -> None:
+    order_id = await finish(handlers, db, status)
+    before = list(db.streams[order_id])
+    command = saga_command(refused, order_id)
+    await run_command(db, command)
+    await run_command(db, command)  # repeated under a new event id
+    *_, (topic, first), (_, again) = db.outbox
+    assert (topic, first.type, first.key, first.correlation_id) == (
+        TOPIC,
+        "OrderCommandRefused",
+        order_id,
+        order_id,
+    )
+    assert first.payload == {
+        "order_id": order_id,
+        "command": command.TYPE,
+        "status": status,
+        "reason": f"cannot {refused.removesuffix('ed')} order {order_id}: it is {status}",
+    }
+    assert (
+        first.event_id
+        == again.event_id
+        == deterministic_id("checkout", order_id, command.TYPE, "refused")
+    )
+    assert (again.type, again.payload) == (first.type, first.payload)
+    # a reply, not a change: the stream, and with it the version the read side waits on, stays
+    assert db.streams[order_id] == before
+    view = await handlers.get(GetOrder(order_id, "alice"))
+    assert (view.status, view.version) == (status, len(before))
+
+
+async def test_each_command_type_is_refused_under_its_own_id(
+    db: MemoryCheckoutDatabase, handlers: OrderHandlers
+) -> None:
+    order_id = await finish(handlers, db, "cancelled")
+    await run_command(db, ConfirmOrder(order_id=order_id))
+    await run_command(db, RejectOrder(order_id=order_id, reason="no stock"))
+    *_, (_, confirm), (_, reject) = db.outbox
+    assert confirm.event_id != reject.event_id
+
+
+@pytest.mark.parametrize("outcome", ["confirmed", "rejected"])
+async def test_a_repeated_command_re_publishes_its_first_outcome_as_it_was(
+    db: MemoryCheckoutDatabase, handlers: OrderHandlers, outcome: str
+) -> None:
+    order_id = await finish(handlers, db, outcome)
+    stream = list(db.streams[order_id])
+    _, first = db.outbox[-1]
+    await run_command(db, saga_command(outcome, order_id))  # same order, new event id
+    _, again = db.outbox[-1]
+    assert len(db.outbox) == 3
+    assert again.type == f"Order{outcome.capitalize()}"
+    assert again.event_id == first.event_id == stream[-1].event_id
+    assert again.to_bytes() == first.to_bytes()  # the causation too: the first command's
+    assert db.streams[order_id] == stream
+
+
+async def test_an_outcome_stored_without_its_envelope_context_is_re_published_by_id(
+    db: MemoryCheckoutDatabase, handlers: OrderHandlers
+) -> None:
+    """Events stored before their envelope's context was: same id, type, key and payload."""
+    order_id = (await handlers.place(PlaceOrder("alice", body(("TEA-001", 1))))).order.order_id
+    stored = uuid.uuid4()
+    async with MemoryCheckoutUnitOfWork(db) as uow:
+        rejected = NewEvent(stored, "OrderRejected", 1, {"reason": "old", "order_id": order_id})
+        await uow.events.append(order_id, 1, [rejected])
+    await run_command(db, RejectOrder(order_id=order_id, reason="again"))
+    [_, (_, again)] = db.outbox
+    assert (again.event_id, again.type, again.key, again.correlation_id) == (
+        stored,
+        "OrderRejected",
+        order_id,
+        order_id,
+    )
+    assert again.payload == {"order_id": order_id, "reason": "old"}
+    assert list(again.payload) == ["order_id", "reason"]  # the model's order, as first sent
+    assert again.occurred_at == db.streams[order_id][-1].recorded_at
 
 
 async def test_a_cancel_that_loses_the_race_reloads_and_is_refused(

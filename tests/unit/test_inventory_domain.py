@@ -8,6 +8,7 @@ from services.inventory.domain import (
     allocate,
     merge_lines,
     release,
+    released_unreserved,
 )
 
 
@@ -69,3 +70,10 @@ def test_the_reason_stays_short_enough_to_publish_for_fifty_missing_skus() -> No
     reservation, _ = allocate("o1", requested, {})
     assert len(reservation.shortages) == 50
     assert reservation.reason == "insufficient stock for 50 SKUs"
+
+
+def test_a_release_before_any_reservation_is_recorded_holding_nothing() -> None:
+    record = released_unreserved("o1")
+    assert record == Reservation("o1", "released", ())
+    with pytest.raises(StockError, match="holds nothing"):
+        release(record, {})

@@ -13,7 +13,7 @@ from schemas.registry import Message
 from schemas.warehouse.v1 import StockReceived
 from services.inventory import handlers
 from services.inventory.domain import Level, Reservation
-from shared.envelope import Envelope
+from shared.envelope import Envelope, deterministic_id
 from shared.errors import PermanentError
 from shared.memory import MemoryDatabase, MemoryOutbox
 
@@ -146,11 +146,63 @@ async def test_release_gives_stock_back_once() -> None:
     assert released[0].payload["lines"] == [{"sku": "TEA-001", "quantity": 2}]
 
 
-async def test_releasing_an_unknown_order_is_a_no_op() -> None:
+def _answers(uow: FakeUoW) -> list[tuple[str, str, dict[str, object], uuid.UUID]]:
+    """What the order-keyed replies said: type, key, payload, event id."""
+    return [
+        (e.type, e.key, e.payload, e.event_id) for e in uow.sent() if e.type != "StockLevelChanged"
+    ]
+
+
+async def test_releasing_an_order_that_never_reserved_answers_and_blocks_a_late_reserve() -> None:
     uow = FakeUoW(FakeStock({"TEA-001": Level("TEA-001", 5, 1)}))
-    await _release(uow, "nobody")
-    assert uow.sent() == []
+    await _release(uow, "o1")
+    await _release(uow, "o1")  # repeated under a new event id
+    await _reserve(uow, "o1", TEA_001=2)  # the saga's ReserveStock, arriving late
+    released = deterministic_id("inventory", "released:o1")
+    nothing: dict[str, object] = {"order_id": "o1", "lines": []}
+    first, again, late = _answers(uow)
+    assert first == again == ("StockReleased", "o1", nothing, released)
+    assert late[:3] == (
+        "StockReservationFailed",
+        "o1",
+        {"order_id": "o1", "reason": "the order's reservation was released", "shortages": []},
+    )
+    assert late[3] not in {released, deterministic_id("inventory", "reservation:o1")}
     assert uow.stock.levels["TEA-001"] == Level("TEA-001", 5, 1)
+    assert uow.stock.reservations["o1"] == Reservation("o1", "released", ())
+
+
+async def test_releasing_a_failed_reservation_answers_that_nothing_was_released() -> None:
+    uow = FakeUoW(FakeStock({"TEA-001": Level("TEA-001", 1, 0)}))
+    await _reserve(uow, "o1", TEA_001=2)
+    await _release(uow, "o1")
+    await _release(uow, "o1")
+    await _reserve(uow, "o1", TEA_001=2)  # a repeat still gets the order's first answer
+    failed, released, again, repeat = _answers(uow)
+    assert released[:3] == again[:3] == ("StockReleased", "o1", {"order_id": "o1", "lines": []})
+    assert released[3] == again[3] == deterministic_id("inventory", "released:o1")
+    assert repeat == failed
+    assert failed[0] == "StockReservationFailed"
+    assert uow.stock.levels["TEA-001"] == Level("TEA-001", 1, 0)
+
+
+async def test_a_reserve_repeated_after_the_release_fails_under_an_id_of_its_own() -> None:
+    uow = FakeUoW(FakeStock({"TEA-001": Level("TEA-001", 5, 0)}))
+    await _reserve(uow, "o1", TEA_001=2)
+    await _release(uow, "o1")
+    await _reserve(uow, "o1", TEA_001=2)
+    await _reserve(uow, "o1", TEA_001=2)
+    reserved, released, late, again = _answers(uow)
+    assert (reserved[0], released[0]) == ("StockReserved", "StockReleased")
+    assert late == again
+    assert late[:3] == (
+        "StockReservationFailed",
+        "o1",
+        {"order_id": "o1", "reason": "the order's reservation was released", "shortages": []},
+    )
+    # one id never names two messages: the collision check would dead-letter a reused one
+    assert late[3] not in {reserved[3], released[3]}
+    assert uow.stock.levels["TEA-001"] == Level("TEA-001", 5, 0)
 
 
 async def _receive(uow: FakeUoW, shipment: str, sku: str, quantity: int) -> None:
