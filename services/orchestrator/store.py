@@ -1,0 +1,89 @@
+"""The saga view in PostgreSQL: every saga's latest state, for inspection across workers.
+
+The faust Table (and its changelog) is the saga's truth; a worker only holds its own
+partitions. This view is a copy every worker writes after its transitions, so any instance can
+answer "where is order X" and "how many sagas are paying". A state only replaces an older one
+(`steps`, the history's length, never decreases for a saga), so a slow write from a worker
+that has since lost the partition cannot put an old state back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+import asyncpg
+
+from services.orchestrator.saga import Saga
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS sagas (
+    order_id    text        PRIMARY KEY,
+    status      text        NOT NULL,
+    steps       integer     NOT NULL,
+    deadline_at timestamptz,
+    updated_at  timestamptz NOT NULL,
+    state       jsonb       NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sagas_by_status ON sagas (status, updated_at DESC);
+"""
+
+_UPSERT = """
+INSERT INTO sagas (order_id, status, steps, deadline_at, updated_at, state)
+SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::timestamptz[], $5::timestamptz[],
+                     $6::jsonb[])
+ON CONFLICT (order_id) DO UPDATE SET
+    status = EXCLUDED.status, steps = EXCLUDED.steps, deadline_at = EXCLUDED.deadline_at,
+    updated_at = EXCLUDED.updated_at, state = EXCLUDED.state
+WHERE sagas.steps <= EXCLUDED.steps
+"""
+
+
+def _updated_at(saga: Saga) -> datetime | None:
+    return saga.history[-1].at if saga.history else None
+
+
+async def save(pool: asyncpg.Pool, sagas: Sequence[Saga]) -> None:
+    """Upsert the latest state of each saga (one statement for the whole batch)."""
+    if not sagas:
+        return
+    await pool.execute(
+        _UPSERT,
+        [s.order_id for s in sagas],
+        [s.status.value for s in sagas],
+        [len(s.history) for s in sagas],
+        [s.deadline_at for s in sagas],
+        [_updated_at(s) for s in sagas],
+        [s.model_dump_json() for s in sagas],
+    )
+
+
+async def load(pool: asyncpg.Pool, order_id: str) -> Saga | None:
+    state = await pool.fetchval("SELECT state FROM sagas WHERE order_id = $1", order_id)
+    return None if state is None else Saga.model_validate_json(state)
+
+
+async def listed(pool: asyncpg.Pool, status: str | None, limit: int) -> list[Saga]:
+    """Newest first, optionally of one status."""
+    rows = await pool.fetch(
+        "SELECT state FROM sagas WHERE ($1::text IS NULL OR status = $1)"
+        " ORDER BY updated_at DESC, order_id LIMIT $2",
+        status,
+        limit,
+    )
+    return [Saga.model_validate_json(r["state"]) for r in rows]
+
+
+async def counts(pool: asyncpg.Pool) -> dict[str, int]:
+    rows = await pool.fetch("SELECT status, count(*) AS n FROM sagas GROUP BY status")
+    return {r["status"]: r["n"] for r in rows}
+
+
+async def all_sagas(dsn: str) -> list[Saga]:
+    """Every saga in the view (for the replay check and its export)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch("SELECT state FROM sagas ORDER BY order_id")
+        return [Saga.model_validate_json(r["state"]) for r in rows]
+    finally:
+        await conn.close()
