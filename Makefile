@@ -10,6 +10,8 @@ STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 # Tests and services read these; override to point at infrastructure you already run.
 export KAFKA_BOOTSTRAP_SERVERS ?= 127.0.0.1:9092
 export POSTGRES_DSN ?= postgresql://leadline:leadline@127.0.0.1:5433/postgres
+# Local runs may use the public development JWT secret; anywhere else it is refused.
+export LEADLINE_ENV ?= local
 
 .PHONY: help setup up up-infra down status run logs test test-unit test-integration test-e2e lint fmt bench schemas
 
@@ -45,14 +47,21 @@ run: up ## make up, then follow the logs; Ctrl-C stops everything
 logs: ## follow every log under .run/logs
 	@tail -n 50 -F .run/logs/*.log
 
-lint: $(STAMP) ## ruff, and mypy --strict on shared/, schemas/ and services/
-	$(VENV)/bin/ruff check shared schemas services tests bench
-	$(VENV)/bin/ruff format --check shared schemas services tests bench
-	$(VENV)/bin/mypy shared schemas services
+.PHONY: outbox-parked
+outbox-parked: $(STAMP) ## outbox rows Kafka refused: SERVICE=checkout [ACTION=list|retry|drop] [ID=n]
+	@test -n "$(SERVICE)" || { echo "usage: make outbox-parked SERVICE=checkout [ACTION=list|retry|drop] [ID=n] (retry without ID: all)" >&2; exit 2; }
+	@RELAY_DATABASE_URL="$${RELAY_DATABASE_URL:-$(dir $(POSTGRES_DSN))$(SERVICE)}" \
+		$(PY) -m shared.relay parked $(or $(ACTION),list) \
+		$(if $(ID),--id $(ID),$(if $(filter retry,$(ACTION)),--all))
+
+lint: $(STAMP) ## ruff, and mypy --strict on shared/, schemas/, services/ and simulators/
+	$(VENV)/bin/ruff check shared schemas services simulators tests bench
+	$(VENV)/bin/ruff format --check shared schemas services simulators tests bench
+	$(VENV)/bin/mypy shared schemas services simulators
 
 fmt: $(STAMP) ## format and autofix
-	$(VENV)/bin/ruff format shared schemas services tests bench
-	$(VENV)/bin/ruff check --fix shared schemas services tests bench
+	$(VENV)/bin/ruff format shared schemas services simulators tests bench
+	$(VENV)/bin/ruff check --fix shared schemas services simulators tests bench
 
 test: lint up-infra ## lint, bring up Kafka and PostgreSQL, run every test
 	$(PY) -m pytest

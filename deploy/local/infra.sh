@@ -29,7 +29,7 @@ KAFKA_EXTRA_PROPERTIES=${KAFKA_EXTRA_PROPERTIES:-}
 PG_PORT=${PG_PORT:-5433}
 PG_USER=${PG_USER:-leadline}
 PG_PASSWORD=${PG_PASSWORD:-leadline}
-DATABASES=${LEADLINE_DATABASES:-"checkout inventory receipts projection orchestrator"}
+DATABASES=${LEADLINE_DATABASES:-"checkout inventory receipts projection orchestrator simulator"}
 
 KAFKA_JARS=$CACHE/kafka-$KAFKA_VERSION
 KAFKA_DIR=$RUN/kafka

@@ -18,10 +18,17 @@ log() { printf '[services] %s\n' "$*" >&2; }
 # shellcheck source=deploy/local/lib.sh
 . "$ROOT/deploy/local/lib.sh"  # pid_running, alive (zombies count as stopped)
 
-present() {  # name:port pairs whose service has been written
+module_of() {  # name -> the module `python -m` runs: services.<name>, unless listed here
+  case "$1" in
+    simulator) echo simulators.payment_provider ;;  # an upstream stand-in, not a service
+    *) echo "services.$1" ;;
+  esac
+}
+
+present() {  # name:port pairs whose module has been written
   local s
   for s in $SERVICES; do
-    [ -f "$ROOT/services/${s%%:*}/__main__.py" ] && echo "$s"
+    [ -f "$ROOT/$(module_of "${s%%:*}" | tr . /)/__main__.py" ] && echo "$s"
   done
   return 0
 }
@@ -52,7 +59,7 @@ up() {
     local upper; upper=$(echo "$name" | tr a-z A-Z)
     env "LEADLINE_ENV=${LEADLINE_ENV:-local}" "${upper}_HTTP_PORT=$port" \
         "${upper}_DATABASE_URL=postgresql://leadline:leadline@127.0.0.1:$PG_PORT/$name" \
-        setsid nohup "$PY" -m "services.$name" >>"$RUN/logs/$name.log" 2>&1 </dev/null &
+        setsid nohup "$PY" -m "$(module_of "$name")" >>"$RUN/logs/$name.log" 2>&1 </dev/null &
     echo $! >"$pid"
   done
   for s in $(present); do

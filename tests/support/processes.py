@@ -1,5 +1,5 @@
-"""Service processes run for real (`python -m services.<name>`), and plain Kafka produce/read
-of envelopes."""
+"""Service processes run for real (`python -m services.<name>`, or a simulator), and plain
+Kafka produce/read of envelopes."""
 
 from __future__ import annotations
 
@@ -31,7 +31,9 @@ def free_port() -> int:
 
 @dataclass
 class ServiceProcess:
-    """One `python -m services.<module>` process; its output goes to `log`."""
+    """One `python -m <package>.<module>` process (`services.<module>` unless told otherwise);
+    its output goes to `log`. `env_prefix` names its settings' prefix when it is not the
+    module's name in capitals (the simulator: `simulators.payment_provider`, `SIMULATOR_`)."""
 
     module: str
     env: dict[str, str]
@@ -39,13 +41,21 @@ class ServiceProcess:
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
     _out: IO[bytes] | None = None
+    package: str = "services"
+    env_prefix: str | None = None
 
     def start(self) -> None:
-        prefix = self.module.upper()
-        env = {**os.environ, **self.env, f"{prefix}_HTTP_PORT": str(self.port)}
+        prefix = self.env_prefix or self.module.upper()
+        # local unless the test says otherwise: the dev JWT secret is refused anywhere else
+        env = {
+            **os.environ,
+            "LEADLINE_ENV": "local",
+            **self.env,
+            f"{prefix}_HTTP_PORT": str(self.port),
+        }
         self._out = self.log.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", f"services.{self.module}"],
+            [sys.executable, "-m", f"{self.package}.{self.module}"],
             cwd=ROOT,
             env=env,
             stdout=self._out,

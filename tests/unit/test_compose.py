@@ -98,7 +98,7 @@ def test_postgres_16_with_healthcheck_and_database_per_service(rendered: dict[st
     init = rendered["postgres-init"]
     assert _depends(init) == {"postgres": "service_healthy"}
     databases = init["environment"]["DATABASES"].split()
-    assert set(SERVICES) | {"projection", "orchestrator"} <= set(databases)
+    assert set(SERVICES) | {"projection", "orchestrator", "simulator"} <= set(databases)
 
 
 def test_topics_are_created_from_the_catalogue_once_kafka_is_healthy(
@@ -137,6 +137,19 @@ def test_service_runs_from_the_one_image_and_waits_for_healthy_infrastructure(
     assert env[f"{upper}_DATABASE_URL"].endswith(f"@postgres:5432/{name}")
     assert env["AUTH_JWT_SECRET"] == SECRETS["AUTH_JWT_SECRET"]
     assert f"127.0.0.1:{port}/health/ready" in " ".join(service["healthcheck"]["test"])
+
+
+def test_the_payment_simulator_runs_from_the_one_image_outside_services(
+    rendered: dict[str, Any],
+) -> None:
+    simulator = rendered["simulator"]
+    assert simulator["image"] == rendered["topics"]["image"]
+    assert simulator["command"] == ["python", "-m", "simulators.payment_provider"]
+    assert _depends(simulator) == _depends(rendered["checkout"])
+    env = simulator["environment"]
+    assert str(env["SIMULATOR_HTTP_PORT"]) == "8009"
+    assert env["SIMULATOR_DATABASE_URL"].endswith("@postgres:5432/simulator")
+    assert "127.0.0.1:8009/health/ready" in " ".join(simulator["healthcheck"]["test"])
 
 
 def test_configuration_comes_from_the_environment(compose: list[str]) -> None:

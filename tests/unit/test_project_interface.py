@@ -119,3 +119,15 @@ def test_a_killed_service_left_as_a_zombie_counts_as_stopped(tmp_path: Path) -> 
         assert status.stdout.split() == ["checkout", "stopped"]
     finally:
         zombie.wait()
+
+
+def test_the_image_copies_every_package_the_project_installs() -> None:
+    # a package left out of the image is a service that dies with "No module named …"
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    packages = [p.rstrip("*") for p in project["tool"]["setuptools"]["packages"]["find"]["include"]]
+    dockerfile = (ROOT / "deploy/Dockerfile").read_text()
+    allowed = (ROOT / ".dockerignore").read_text().splitlines()
+    assert [p for p in packages if f"COPY {p} ./{p}" not in dockerfile] == []
+    assert [p for p in packages if f"!{p}" not in allowed] == []
