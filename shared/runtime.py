@@ -172,10 +172,15 @@ class ServiceRuntime:
         """Awaits the task when the stack unwinds; the caller pushes what makes it return."""
         task = asyncio.create_task(run, name=f"{self.name}.{name}")
 
+        def died(done: asyncio.Task[None]) -> None:
+            # said at once, not only at shutdown: health turns red, the log says why
+            if not done.cancelled() and done.exception() is not None:
+                log.error("background task died", task=name, exc_info=done.exception())
+
+        task.add_done_callback(died)
+
         async def ended() -> None:
             await asyncio.wait({task})
-            if not task.cancelled() and task.exception() is not None:
-                log.error("background task had died", task=name, exc_info=task.exception())
 
         stack.push_async_callback(ended)
 
@@ -213,16 +218,17 @@ def service_app(
     max_body_bytes: int,
     on_start: OnStart | None = None,
     ready: HealthChecks | None = None,
+    live: HealthChecks | None = None,
     summary: str | None = None,
     description: str = "",
 ) -> FastAPI:
     """One service's app: `runtime` as the lifespan, the service's `routers`, then health,
-    readiness (the runtime's checks after any already in `ready`) and metrics routes, request
-    metrics labelled with the runtime's name, the body-size limit, and 503 + Retry-After for a
-    request that met an outage (the database restarting) instead of a 500. Request metrics sit
-    outermost, so the 413s and 400s the limit answers are counted too."""
+    readiness and liveness (the runtime's checks after any already in `ready` and `live`) and
+    metrics routes, request metrics labelled with the runtime's name, the body-size limit, and
+    503 + Retry-After for a request that met an outage (the database restarting) instead of a
+    500. Request metrics sit outermost, so the 413s and 400s the limit answers are counted too."""
     ready = HealthChecks() if ready is None else ready
-    live = HealthChecks()
+    live = HealthChecks() if live is None else live
     runtime.add_health_checks(ready, live)
     app = FastAPI(
         title=title,

@@ -37,6 +37,7 @@ class Reason(StrEnum):
     TYPE_MISMATCH = "type-mismatch"  # the `type` header names another type than the body
     UNHANDLED_COMMAND = "unhandled-command"  # a command topic's one consumer has no handler
     ID_COLLISION = "event-id-collision"  # an event id seen before, on another message
+    MISROUTED = "misrouted"  # keyed so that it lands off its aggregate's partition
     REJECTED = "rejected"  # the handler raised PermanentError
     HANDLER_FAILED = "handler-failed"  # transient failures exhausted the retries
 

@@ -1,0 +1,417 @@
+"""The order saga as a durable faust stream processor (DESIGN §2).
+
+One agent reads every topic the saga consumes (co-partitioned by order id) and applies each
+message to the saga's state, a faust Table keyed by order id and backed by its changelog topic,
+one message at a time, so an order's messages never race. What makes it safe (each point a
+trap faust leaves open, found on our broker):
+
+- At least once, never exactly once: faust's exactly-once mode duplicated records after a crash.
+  The saga remembers every message id it applied and re-sends the same commands (deterministic
+  ids) when one comes again; downstream inboxes drop the repeats.
+- A failed send is not lost: faust's commit flushes its producer but does not check that the
+  sends succeeded. Commands go out through our own producer (acks=all, idempotent) and each
+  send is awaited, and retried in place, before the agent moves on (and faust acks).
+- An exception in an agent is acked and skipped by faust. Nothing leaves `_handle`: a failure is
+  retried with backoff, then the message is dead-lettered and its saga marked failed.
+- Upstream replies are re-keyed first: the payment provider's client may hash keys with CRC32.
+  A small agent re-produces payments.events by order id with our partitioner into
+  `orchestrator.payments`, which the saga agent reads with its other sources (what faust's
+  group_by does, into a topic of ours, so one agent still sees all of an order's messages).
+  A record whose key would put its saga on another partition than its order's is refused.
+- Deadlines are messages: a timer announces passed deadlines on `orchestrator.deadlines`, only
+  for partitions the agent has fully processed (deadlines.py), never by writing the table.
+- faust's own topics (changelog, leader) are created before it starts: faust creating them
+  races the broker's metadata and then drops records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import faust
+from aiokafka.errors import KafkaError
+from faust.contrib.asgi import bind_to_running_loop
+from faust.types import TP
+from prometheus_client import Counter, Histogram
+
+from schemas.catalogue import DEAD_LETTER_SUFFIX, SAGA_PARTITIONS
+from schemas.orchestrator.v1 import SagaDeadlinePassed
+from services.orchestrator.consumers import Topics, subscriptions
+from services.orchestrator.deadlines import Deadlines, caught_up, partition_of
+from services.orchestrator.saga import PRODUCER, Incoming, Saga, apply, fail
+from services.orchestrator.settings import OrchestratorSettings
+from services.orchestrator.transport import Transport
+from services.orchestrator.view import ViewWriter
+from shared.envelope import Envelope, InvalidEnvelopeError, deterministic_id
+from shared.kafka.admin import ensure_topics
+from shared.kafka.dead_letters import Reason, dead_letter_message
+from shared.kafka.decoding import Ignored, Rejected, route, routes
+from shared.kafka.producer import DeliveryError, OutgoingMessage, Producer
+from shared.observability.logging import get_logger, message_context
+from shared.observability.metrics import DEAD_LETTERS, MESSAGES_HANDLED, type_label
+from shared.retry import backoff_delay, is_outage
+
+log = get_logger(__name__)
+
+TRANSITIONS = Counter(
+    "leadline_saga_transitions_total", "Messages the saga applied, by type.", ["type"]
+)
+STEP_SECONDS = Histogram(
+    "leadline_saga_step_seconds",
+    "Time from a saga's previous step to this one, by the message that made it.",
+    ["type"],
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+)
+
+_SENDING_FAILURES = (DeliveryError, KafkaError, OSError, TimeoutError)
+
+
+@dataclass(frozen=True)
+class Record:
+    """The parts of a faust message the backbone's routing and dead letters read."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]]
+
+    @classmethod
+    def of(cls, message: Any) -> Record:
+        headers = message.headers or []
+        items = headers.items() if isinstance(headers, dict) else headers
+        return cls(
+            message.topic,
+            message.partition,
+            message.offset,
+            message.key,
+            message.value,
+            [(k, v) for k, v in items],
+        )
+
+
+class Processor:
+    """The faust app as a ServiceRuntime worker: run() until stop(), alive while it progresses."""
+
+    def __init__(self, settings: OrchestratorSettings, view: ViewWriter) -> None:
+        s = self._settings = settings
+        self._view = view
+        self.topics = Topics.with_prefix(s.topic_prefix)
+        self._routes = routes(subscriptions(self.topics, self._step))
+        self._producer = Producer(s.kafka_bootstrap_servers, client_id=f"{s.faust_id}.commands")
+        self.deadlines = Deadlines(SAGA_PARTITIONS)
+        self.app = faust.App(
+            s.faust_id,
+            broker=[f"kafka://{server}" for server in s.kafka_bootstrap_servers.split(",")],
+            store="rocksdb://" if s.store == "rocksdb" else "memory://",
+            datadir=str(s.data_dir / s.faust_id),
+            processing_guarantee="at_least_once",
+            consumer_auto_offset_reset="earliest",
+            topic_replication_factor=s.replication_factor,
+            topic_partitions=SAGA_PARTITIONS,
+            table_standby_replicas=s.standby_replicas,
+            broker_session_timeout=s.session_timeout,
+            broker_heartbeat_interval=min(3.0, s.session_timeout / 3),
+            broker_commit_interval=1.0,
+            web_enabled=False,
+            key_serializer="raw",
+            value_serializer="raw",
+        )
+        self.app.transport = Transport(self.app.conf.broker_consumer, self.app)
+        sources = self.app.topic(*self.topics.sources, key_type=bytes, value_type=bytes)
+        upstream = self.app.topic(self.topics.payments_upstream, key_type=bytes, value_type=bytes)
+        self.table = self.app.Table(
+            "sagas",
+            partitions=SAGA_PARTITIONS,
+            key_type=str,  # the app's raw serializers: the order id and the saga's JSON as bytes
+            value_type=bytes,
+        )
+        self.app.agent(sources, name="saga")(self._saga_agent)
+        self.app.agent(upstream, name="rekey")(self._rekey_agent)
+        self.app.timer(s.deadline_scan_seconds, name="deadlines")(self._announce_deadlines)
+        self._done: dict[tuple[str, int], int] = {}  # next offset to process, per source
+        self._indexed: set[int] = set()
+        self._progress = time.monotonic()
+        self._started = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------ lifecycle
+
+    @property
+    def internal_topics(self) -> list[tuple[str, int, dict[str, str]]]:
+        """faust's changelog and leader topics, and the re-keyed payments topic (what faust's
+        group_by would make itself; an implementation detail, so not in the catalogue)."""
+        app_id, delete = self._settings.faust_id, {"cleanup.policy": "delete"}
+        return [
+            (f"{app_id}-sagas-changelog", SAGA_PARTITIONS, {"cleanup.policy": "compact"}),
+            (f"{app_id}-__assignor-__leader", 1, {"cleanup.policy": "compact"}),
+            (self.topics.payments, SAGA_PARTITIONS, delete),
+            (self.topics.payments + DEAD_LETTER_SUFFIX, 1, delete),
+        ]
+
+    async def run(self) -> None:
+        self._task = asyncio.current_task()
+        bind_to_running_loop(self.app)
+        self.app.finalize()
+        self._settings.data_dir.mkdir(parents=True, exist_ok=True)  # faust makes one level only
+        await ensure_topics(self._settings.kafka_bootstrap_servers, self.internal_topics)
+        await self._producer.start()
+        # returns once the table is recovered from its changelog (may take a while)
+        await self.app.start()
+        self._started.set()
+        log.info("saga processor started", app_id=self._settings.faust_id)
+        await self._stopping.wait()
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        await self.app.stop()
+        await self._producer.stop()
+        task = self._task
+        if task is not None and task is not asyncio.current_task() and not task.done():
+            await asyncio.wait({task}, timeout=30)
+
+    def ready(self) -> bool:
+        """Started, and the table recovered (the agent is processing)."""
+        return self._started.is_set() and not self.app.in_recovery
+
+    def is_alive(self) -> bool:
+        """False when run() ended, or when records wait on held partitions and none was
+        processed within the liveness window (a worker stuck after a rebalance)."""
+        if self._task is None or self._task.done():
+            return False
+        if time.monotonic() - self._progress < self._settings.liveness_window:
+            return True
+        return not self._lagging()
+
+    # ------------------------------------------------------------ the saga agent
+
+    async def _saga_agent(self, stream: Any) -> None:
+        async for event in stream.events():
+            record = Record.of(event.message)
+            await self._handle(record)
+            self._done[(record.topic, record.partition)] = record.offset + 1
+            self._progress = time.monotonic()
+
+    async def _handle(self, record: Record) -> None:
+        """Never raises: faust would ack and skip the record."""
+        outcome = route(record, self._routes)
+        if isinstance(outcome, Ignored):
+            MESSAGES_HANDLED.labels(self.app.conf.id, record.topic, outcome.type, "ignored").inc()
+            return
+        if isinstance(outcome, Rejected):
+            await self._dead_letter(record, outcome.reason, outcome.error)
+            return
+        order_id: str = outcome.message.order_id  # type: ignore[attr-defined]
+        if partition_of(order_id, SAGA_PARTITIONS) != record.partition:
+            error = (
+                f"order {order_id} belongs on partition {partition_of(order_id, SAGA_PARTITIONS)}"
+            )
+            await self._dead_letter(record, Reason.MISROUTED, error)
+            return
+        with message_context(outcome.envelope):
+            await self._apply_with_retries(record, outcome.envelope, outcome.message, order_id)
+
+    async def _apply_with_retries(
+        self, record: Record, envelope: Envelope, message: Any, order_id: str
+    ) -> None:
+        attempt = failures = 0
+        while True:
+            attempt += 1
+            try:
+                await self._step(envelope, message, record)
+                return
+            except Exception as exc:
+                log.warning("saga step failed", attempt=attempt, error=repr(exc))
+                # Kafka or the network away: wait it out (liveness reports a long stall)
+                failures += not (is_outage(exc) or isinstance(exc, _SENDING_FAILURES))
+                if failures >= self._settings.max_attempts:
+                    error = f"{failures} failed attempts, last: {type(exc).__name__}: {exc}"
+                    await self._give_up(record, envelope, message, order_id, error)
+                    return
+                await asyncio.sleep(backoff_delay(attempt, 0.1, 5.0))
+
+    async def _step(self, envelope: Envelope, message: Any, record: Any) -> None:
+        order_id: str = message.order_id
+        before = self._load(order_id)
+        now = datetime.now(UTC)
+        incoming = Incoming(str(envelope.event_id), message, now)
+        after, commands = apply(before, incoming, self._settings.timeouts)
+        if after is not None and after != before:
+            # the table first: a crash before the sends re-processes this message, and the
+            # saga, finding its id applied, sends the very same commands again
+            self.table[order_id] = after.model_dump_json().encode()
+            self._observe(before, after, message.TYPE, now)
+        if commands:
+            await self._send(
+                [
+                    OutgoingMessage(
+                        self._settings.topic(c.topic),
+                        order_id.encode(),
+                        wrapped.to_bytes(),
+                        wrapped.headers(),
+                    )
+                    for c in commands
+                    for wrapped in [
+                        Envelope.wrap(
+                            c.message(),
+                            key=order_id,
+                            producer=PRODUCER,
+                            caused_by=envelope,
+                            event_id=c.event_id,
+                        )
+                    ]
+                ]
+            )
+
+    def _load(self, order_id: str) -> Saga | None:
+        stored = self.table.get(order_id)
+        return None if stored is None else Saga.model_validate_json(stored)
+
+    def _observe(self, before: Saga | None, after: Saga, type_: str, now: datetime) -> None:
+        TRANSITIONS.labels(type_label(type_)).inc()
+        if before is not None and before.history:
+            elapsed = (now - before.history[-1].at).total_seconds()
+            STEP_SECONDS.labels(type_label(type_)).observe(max(elapsed, 0.0))
+        self.deadlines.track(after)
+        self._view.put(after)
+
+    async def _give_up(
+        self, record: Record, envelope: Envelope, message: Any, order_id: str, error: str
+    ) -> None:
+        saga = self._load(order_id)
+        if saga is not None:
+            failed = fail(saga, Incoming(str(envelope.event_id), message, datetime.now(UTC)), error)
+            self.table[order_id] = failed.model_dump_json().encode()
+            self.deadlines.track(failed)
+            self._view.put(failed)
+        log.error("saga failed", order_id=order_id, error=error)
+        await self._dead_letter(record, Reason.HANDLER_FAILED, error)
+
+    # ------------------------------------------------------------ re-keying upstream replies
+
+    async def _rekey_agent(self, stream: Any) -> None:
+        async for event in stream.events():
+            await self._rekey(Record.of(event.message))
+
+    async def _rekey(self, record: Record) -> None:
+        try:
+            envelope = Envelope.from_bytes(record.value)
+        except InvalidEnvelopeError as exc:
+            await self._dead_letter(record, Reason.INVALID_ENVELOPE, str(exc))
+            return
+        order_id = envelope.payload.get("order_id")
+        key = order_id if isinstance(order_id, str) and order_id else envelope.key
+        # the value and headers as the provider sent them: the saga agent validates them
+        forwarded = OutgoingMessage(
+            self.topics.payments, key.encode(), record.value, record.headers
+        )
+        await self._send([forwarded])
+
+    # ------------------------------------------------------------ deadlines
+
+    async def _announce_deadlines(self) -> None:
+        if not self.ready():
+            return
+        try:
+            self._index_held_partitions()
+            due = self.deadlines.due(datetime.now(UTC), self._caught_up())
+            if not due:
+                return
+            messages = []
+            for d in due:
+                passed = SagaDeadlinePassed(
+                    order_id=d.order_id, status=d.status, deadline=d.deadline
+                )
+                envelope = Envelope.wrap(
+                    passed,
+                    key=d.order_id,
+                    producer=PRODUCER,
+                    event_id=deterministic_id(PRODUCER, d.order_id, "deadline", str(d.deadline)),
+                )
+                messages.append(
+                    OutgoingMessage(
+                        self.topics.deadlines,
+                        d.order_id.encode(),
+                        envelope.to_bytes(),
+                        envelope.headers(),
+                    )
+                )
+            await self._producer.send_all(messages)
+            log.info("deadlines announced", count=len(messages))
+        except Exception as exc:  # a timer that raises stops for good: log and try next tick
+            log.warning("deadline scan failed", error=repr(exc))
+
+    def _held(self) -> set[tuple[str, int]]:
+        sources = set(self.topics.sources)
+        return {
+            (tp.topic, tp.partition)
+            for tp in self.app.assignor.assigned_actives()
+            if tp.topic in sources
+        }
+
+    def _index_held_partitions(self) -> None:
+        """Track the deadlines of sagas on partitions assigned since the last look (the table
+        holds them once recovered); forget those of partitions given away."""
+        held = {p for _, p in self._held()}
+        if held == self._indexed:
+            return
+        self.deadlines.keep_only(held)
+        for order_id, stored in list(self.table.items()):
+            # the memory store still holds keys of partitions moved away: skip them
+            if partition_of(order_id, SAGA_PARTITIONS) in held - self._indexed:
+                self.deadlines.track(Saga.model_validate_json(stored))
+        self._indexed = held
+
+    def _caught_up(self) -> set[int]:
+        held = self._held()
+        consumer: Any = self.app.consumer
+        highwater: dict[tuple[str, int], int | None] = {}
+        done: dict[tuple[str, int], int] = {}
+        for topic, partition in held:
+            tp = TP(topic, partition)
+            hw = consumer.highwater(tp)
+            highwater[(topic, partition)] = hw if hw is not None and hw >= 0 else None
+            committed = consumer._committed_offset.get(tp) or 0
+            done[(topic, partition)] = max(self._done.get((topic, partition), 0), committed)
+        return caught_up(held, highwater, done)
+
+    def _lagging(self) -> bool:
+        return bool(self._held()) and {p for _, p in self._held()} != self._caught_up()
+
+    # ------------------------------------------------------------ sending
+
+    async def _send(self, messages: list[OutgoingMessage]) -> None:
+        """Every message acknowledged, or retried until it is: a command is never dropped."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                await self._producer.send_all(messages)
+                return
+            except DeliveryError as exc:
+                messages = messages[exc.delivered :]
+                log.warning("send failed, retrying", attempt=attempt, error=repr(exc))
+            except (KafkaError, OSError, TimeoutError) as exc:
+                log.warning("send failed, retrying", attempt=attempt, error=repr(exc))
+            await asyncio.sleep(backoff_delay(attempt, 0.1, 5.0))
+
+    async def _dead_letter(self, record: Record, reason: Reason, error: str) -> None:
+        consumer = self._settings.faust_id
+        await self._send(
+            [dead_letter_message(record, reason=reason, error=error, consumer=consumer)]
+        )
+        DEAD_LETTERS.labels(consumer, record.topic, reason.value).inc()
+        log.warning(
+            "dead-lettered",
+            reason=reason.value,
+            error=error[:500],
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+        )
