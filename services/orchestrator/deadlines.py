@@ -79,10 +79,11 @@ def caught_up(
 ) -> set[int]:
     """Partition numbers whose every source partition has been processed up to its high
     watermark (`done`: the next offset to process, from processed records or the committed
-    offset). A source partition whose high watermark is not known yet is not caught up."""
+    offset; absent or -1: not known). A source partition whose high watermark is not known
+    yet is not caught up; an empty one (high watermark 0) is."""
     by_number: dict[int, bool] = {}
     for tp in partitions:
         hw = highwater.get(tp)
-        ok = hw is not None and done.get(tp, 0) >= hw
+        ok = hw is not None and (hw == 0 or done.get(tp, -1) >= hw)
         by_number[tp[1]] = by_number.get(tp[1], True) and ok
     return {number for number, ok in by_number.items() if ok}

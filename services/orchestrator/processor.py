@@ -33,6 +33,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import faust
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from faust.contrib.asgi import bind_to_running_loop
 from faust.types import TP
@@ -44,6 +45,7 @@ from services.orchestrator.consumers import Topics, subscriptions
 from services.orchestrator.deadlines import Deadlines, caught_up, partition_of
 from services.orchestrator.saga import PRODUCER, Incoming, Saga, apply, fail
 from services.orchestrator.settings import OrchestratorSettings
+from services.orchestrator.table import DurableTable
 from services.orchestrator.transport import Transport
 from services.orchestrator.view import ViewWriter
 from shared.envelope import Envelope, InvalidEnvelopeError, deterministic_id
@@ -119,18 +121,21 @@ class Processor:
             broker_heartbeat_interval=min(3.0, s.session_timeout / 3),
             broker_commit_interval=1.0,
             web_enabled=False,
+            Table=DurableTable,
             key_serializer="raw",
             value_serializer="raw",
         )
         self.app.transport = Transport(self.app.conf.broker_consumer, self.app)
         sources = self.app.topic(*self.topics.sources, key_type=bytes, value_type=bytes)
         upstream = self.app.topic(self.topics.payments_upstream, key_type=bytes, value_type=bytes)
-        self.table = self.app.Table(
+        table = self.app.Table(
             "sagas",
             partitions=SAGA_PARTITIONS,
             key_type=str,  # the app's raw serializers: the order id and the saga's JSON as bytes
             value_type=bytes,
         )
+        assert isinstance(table, DurableTable)  # conf.Table above
+        self.table = table
         self.app.agent(sources, name="saga")(self._saga_agent)
         self.app.agent(upstream, name="rekey")(self._rekey_agent)
         self.app.timer(s.deadline_scan_seconds, name="deadlines")(self._announce_deadlines)
@@ -245,8 +250,16 @@ class Processor:
         if after is not None and after != before:
             # the table first: a crash before the sends re-processes this message, and the
             # saga, finding its id applied, sends the very same commands again
-            self.table[order_id] = after.model_dump_json().encode()
+            await self._persist(after)
             self._observe(before, after, message.TYPE, now)
+        log.info(
+            "saga step",
+            order_id=order_id,
+            before=before.status.value if before else None,
+            after=after.status.value if after else None,
+            changed=after != before,
+            commands=[c.type for c in commands],
+        )
         if commands:
             await self._send(
                 [
@@ -269,6 +282,21 @@ class Processor:
                 ]
             )
 
+    async def _persist(self, saga: Saga) -> None:
+        """The saga in the table and its changelog write acknowledged: only then may faust ack
+        the message (table.py says why)."""
+        value = saga.model_dump_json().encode()
+        attempt = 0
+        while True:
+            attempt += 1
+            self.table[saga.order_id] = value
+            try:
+                await self.table.written(timeout=30.0)
+                return
+            except Exception as exc:  # written again: the local value is already this one
+                log.warning("saga changelog write failed", attempt=attempt, error=repr(exc))
+                await asyncio.sleep(backoff_delay(attempt, 0.1, 5.0))
+
     def _load(self, order_id: str) -> Saga | None:
         stored = self.table.get(order_id)
         return None if stored is None else Saga.model_validate_json(stored)
@@ -287,7 +315,7 @@ class Processor:
         saga = self._load(order_id)
         if saga is not None:
             failed = fail(saga, Incoming(str(envelope.event_id), message, datetime.now(UTC)), error)
-            self.table[order_id] = failed.model_dump_json().encode()
+            await self._persist(failed)
             self.deadlines.track(failed)
             self._view.put(failed)
         log.error("saga failed", order_id=order_id, error=error)
@@ -319,7 +347,7 @@ class Processor:
         if not self.ready():
             return
         try:
-            self._index_held_partitions()
+            await self._index_held_partitions()
             due = self.deadlines.due(datetime.now(UTC), self._caught_up())
             if not due:
                 return
@@ -355,18 +383,41 @@ class Processor:
             if tp.topic in sources
         }
 
-    def _index_held_partitions(self) -> None:
+    async def _index_held_partitions(self) -> None:
         """Track the deadlines of sagas on partitions assigned since the last look (the table
-        holds them once recovered); forget those of partitions given away."""
-        held = {p for _, p in self._held()}
+        holds them once recovered), and write them to the saga view again; forget those of
+        partitions given away. Where the agent has
+        processed nothing yet, the group's committed offset says how far it is done."""
+        source_tps = self._held()
+        held = {p for _, p in source_tps}
         if held == self._indexed:
             return
+        for tp in [tp for tp in self._done if tp not in source_tps]:
+            del self._done[tp]
+        await self._learn_committed(source_tps - self._done.keys())
         self.deadlines.keep_only(held)
         for order_id, stored in list(self.table.items()):
             # the memory store still holds keys of partitions moved away: skip them
             if partition_of(order_id, SAGA_PARTITIONS) in held - self._indexed:
-                self.deadlines.track(Saga.model_validate_json(stored))
+                saga = Saga.model_validate_json(stored)
+                self.deadlines.track(saga)
+                # the worker before may have died with the view's last writes unflushed
+                self._view.put(saga)
         self._indexed = held
+
+    async def _learn_committed(self, tps: set[tuple[str, int]]) -> None:
+        if not tps:
+            return
+        admin = AIOKafkaAdminClient(bootstrap_servers=self._settings.kafka_bootstrap_servers)
+        await admin.start()
+        try:
+            committed = await admin.list_consumer_group_offsets(self.app.conf.id)
+        finally:
+            await admin.close()
+        for tp, meta in committed.items():
+            key = (tp.topic, tp.partition)
+            if key in tps and meta.offset >= 0:
+                self._done.setdefault(key, meta.offset)
 
     def _caught_up(self) -> set[int]:
         held = self._held()
@@ -378,7 +429,9 @@ class Processor:
             hw = consumer.highwater(tp)
             highwater[(topic, partition)] = hw if hw is not None and hw >= 0 else None
             committed = consumer._committed_offset.get(tp) or 0
-            done[(topic, partition)] = max(self._done.get((topic, partition), 0), committed)
+            # not known (neither processed nor committed): not caught up, never a guess
+            known = self._done.get((topic, partition), committed if committed else -1)
+            done[(topic, partition)] = max(known, committed)
         return caught_up(held, highwater, done)
 
     def _lagging(self) -> bool:

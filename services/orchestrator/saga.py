@@ -6,9 +6,10 @@ a message id applied before gives back the very commands it gave then (same dete
 ids, so downstream inboxes drop the repeats) and changes nothing.
 
 Rules the table keeps:
-- Every command has exactly one outcome event, so every waiting status has a deadline, and a
-  deadline that passes compensates (reserving, paying) or re-sends (confirming, compensating):
-  a ConfirmOrder already sent is never compensated, since it may still be applied.
+- Every command has exactly one outcome event, so every waiting status has a deadline. A first
+  deadline in reserving or paying asks again (under a new id, answered with the first outcome),
+  a second one compensates; confirming and compensating re-send: a ConfirmOrder already sent is
+  never compensated, since it may still be applied.
 - Compensations are done when their outcomes are in: rejecting/cancelling wait for each one
   (`awaiting`), then the saga ends rejected/cancelled.
 - Replies may arrive out of order across topics (a ReceiptIssued before its OrderConfirmed, a
@@ -117,7 +118,7 @@ class Command(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    step: str  # reserve, pay, confirm, release, void, reject
+    step: str  # reserve, reserve-again, pay, pay-again, confirm, release, void, reject
     topic: str  # catalogue name
     type: str
     version: int
@@ -184,7 +185,10 @@ Decision = tuple[Saga | None, list[Command]]
 
 def transition(saga: Saga | None, m: Message, now: datetime, t: Timeouts) -> Decision:
     if saga is None:
-        return (_placed(m, now, t), [_reserve(m)]) if isinstance(m, OrderPlaced) else (None, [])
+        if not isinstance(m, OrderPlaced):
+            return None, []
+        placed = _placed(m, now, t)
+        return placed, [_reserve(placed, "reserve")]
     s = saga
     match s.status, m:
         # forward                                         # and its compensation
@@ -210,14 +214,19 @@ def transition(saga: Saga | None, m: Message, now: datetime, t: Timeouts) -> Dec
         # the customer cancels before confirmation (or wins the race against ConfirmOrder)
         case Status.RESERVING | Status.PAYING | Status.CONFIRMING, OrderCancelled():
             return _cancel(s, m.reason, now, t)
-        case Status.CONFIRMING, OrderCommandRefused():
+        case Status.CONFIRMING, OrderCommandRefused() if m.status == "cancelled":
             return _cancel(s, f"ConfirmOrder refused: {m.reason}", now, t)
         # deadlines: forward steps compensate, a sent ConfirmOrder is re-sent, never undone
         case _, SagaDeadlinePassed() if m.deadline != s.deadline or s.terminal:
             return s, []  # stale: the saga moved on since it was set
+        case Status.RESERVING, SagaDeadlinePassed() if "reserve-again" not in s.sent:
+            # ask once more before undoing (a repeat is answered with the first outcome)
+            return _wait(s, Status.RESERVING, now, t, [_reserve(s, "reserve-again")])
         case Status.RESERVING, SagaDeadlinePassed():
             reason = "stock reservation timed out"
             return _compensate(s, Status.REJECTED, reason, now, t, release=True, reject=True)
+        case Status.PAYING, SagaDeadlinePassed() if "pay-again" not in s.sent:
+            return _wait(s, Status.PAYING, now, t, _pay(s, "pay-again"))
         case Status.PAYING, SagaDeadlinePassed():
             reason = "payment timed out"
             return _compensate(
@@ -234,9 +243,14 @@ def transition(saga: Saga | None, m: Message, now: datetime, t: Timeouts) -> Dec
             return _answered(s, m.TYPE), []
         case Status.REJECTING | Status.CANCELLING, OrderRejected():
             return _answered(s, "OrderRejected"), []
-        case Status.REJECTING, OrderCommandRefused() if m.command == "RejectOrder":
+        case Status.REJECTING, OrderCommandRefused() if m.status == "cancelled":
             # the customer's cancel won: the order is cancelled, not rejected
             return _answered(s.model_copy(update={"final": Status.CANCELLED}), "OrderRejected"), []
+        case _, OrderCommandRefused() if m.status != "cancelled" and not s.terminal:
+            # checkout's order contradicts the saga (e.g. confirmed while it compensates): no
+            # rule can mend that; stop, visibly, for an operator
+            reason = f"{m.command} refused, the order is {m.status}: saga and order disagree"
+            return _end(s.model_copy(update={"reason": reason}), Status.FAILED), []
         case Status.REJECTING, OrderCancelled():
             return s.model_copy(update={"final": Status.CANCELLED}), []
     return _late(s, m, now, t)
@@ -269,19 +283,19 @@ def _placed(m: OrderPlaced, now: datetime, t: Timeouts) -> Saga:
     return _with_deadline(saga.model_copy(update={"sent": frozenset({"reserve"})}), now, t)
 
 
-def _reserve(m: OrderPlaced) -> Command:
-    lines = [StockLine(sku=line.sku, quantity=line.quantity) for line in m.lines]
-    return _command(m.order_id, "reserve", ReserveStock(order_id=m.order_id, lines=lines))
+def _reserve(s: Saga, step: str) -> Command:
+    lines = [StockLine(sku=sku, quantity=quantity) for sku, quantity in s.lines]
+    return _command(s.order_id, step, ReserveStock(order_id=s.order_id, lines=lines))
 
 
-def _pay(s: Saga) -> list[Command]:
+def _pay(s: Saga, step: str = "pay") -> list[Command]:
     request = RequestPayment(
         order_id=s.order_id,
         customer_id=s.customer_id,
         amount_cents=s.total_cents,
         currency=s.currency,
     )
-    return [_command(s.order_id, "pay", request)]
+    return [_command(s.order_id, step, request)]
 
 
 def _confirm(s: Saga) -> list[Command]:

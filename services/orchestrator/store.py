@@ -2,9 +2,12 @@
 
 The faust Table (and its changelog) is the saga's truth; a worker only holds its own
 partitions. This view is a copy every worker writes after its transitions, so any instance can
-answer "where is order X" and "how many sagas are paying". A state only replaces an older one
-(`steps`, the history's length, never decreases for a saga), so a slow write from a worker
-that has since lost the partition cannot put an old state back.
+answer "where is order X" and "how many sagas are paying". A state only replaces one whose last
+step is older, so a slow write from a worker that has since lost the partition cannot put an old
+state back. (Not the history's length: a worker that restored the saga from its changelog may
+reach the same end through fewer steps than the one before it — a duplicate it skipped, a
+deadline it never saw — and its later states must still win. The workers' clocks are assumed to
+agree within the time between two steps of one saga.)
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::timestamptz[], $5::t
 ON CONFLICT (order_id) DO UPDATE SET
     status = EXCLUDED.status, steps = EXCLUDED.steps, deadline_at = EXCLUDED.deadline_at,
     updated_at = EXCLUDED.updated_at, state = EXCLUDED.state
-WHERE sagas.steps <= EXCLUDED.steps
+WHERE sagas.updated_at <= EXCLUDED.updated_at
 """
 
 

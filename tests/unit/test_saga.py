@@ -211,14 +211,30 @@ def test_a_declined_payment_releases_and_rejects_and_waits_for_both(first: str) 
     assert (run.s.status, run.s.reason) == (Status.REJECTED, "payment declined: insufficient funds")
 
 
-def test_a_reservation_deadline_releases_and_rejects() -> None:
+def test_a_reservation_deadline_asks_again_once_then_releases_and_rejects() -> None:
     run = at_status(Status.RESERVING)
+    [again] = run.deadline()
+    assert (again.type, again.event_id) == (
+        "ReserveStock",
+        deterministic_id(PRODUCER, ORDER, "reserve-again"),
+    )
+    assert again.payload == run.sent[0].payload
+    assert run.s.status is Status.RESERVING
     assert types(run.deadline()) == ["ReleaseStock", "RejectOrder"]
     assert run.s.reason == "stock reservation timed out"
 
 
-def test_a_payment_that_never_answers_releases_voids_and_rejects() -> None:
+def test_an_answer_to_the_second_ask_carries_on() -> None:
+    run = at_status(Status.RESERVING)
+    run.deadline()
+    assert types(run(reserved())) == ["RequestPayment"]
+
+
+def test_a_payment_that_never_answers_is_asked_again_then_released_voided_and_rejected() -> None:
     run = at_status(Status.PAYING)
+    [again] = run.deadline()
+    assert (again.type, again.payload) == ("RequestPayment", run.sent[1].payload)
+    assert again.event_id == deterministic_id(PRODUCER, ORDER, "pay-again")
     assert types(run.deadline()) == ["ReleaseStock", "VoidPayment", "RejectOrder"]
     for answer in (released(), PaymentVoided(order_id=ORDER, payment_id=None), rejected()):
         run(answer)
@@ -227,6 +243,7 @@ def test_a_payment_that_never_answers_releases_voids_and_rejects() -> None:
 
 def test_an_authorization_after_the_deadline_is_never_confirmed() -> None:
     run = at_status(Status.PAYING)
+    run.deadline()  # asked again
     run.deadline()  # void already sent with the compensation
     assert run(authorized()) == []
     for answer in (released(), voided(), rejected()):
@@ -288,6 +305,18 @@ def test_a_rejection_the_customers_cancel_beat_ends_cancelled() -> None:
     run(refused)
     run(released())
     assert run.s.status is Status.CANCELLED
+
+
+def test_an_order_that_contradicts_the_saga_stops_it_visibly() -> None:
+    # a compensation met a confirmed order: nothing may be undone further, nor ended quietly
+    run = at_status(Status.PAYING)
+    run.deadline()
+    refused = OrderCommandRefused(
+        order_id=ORDER, command="RejectOrder", status="confirmed", reason="order confirmed"
+    )
+    assert run(refused) == []
+    assert run.s.status is Status.FAILED
+    assert run.s.reason == "RejectOrder refused, the order is confirmed: saga and order disagree"
 
 
 def test_a_stock_reservation_after_a_cancel_is_already_covered_by_the_release() -> None:
