@@ -83,15 +83,18 @@ def _pool(request: Request) -> asyncpg.Pool:
 
 def router(authenticate: Callable[..., Awaitable[Principal]]) -> APIRouter:
     routes = APIRouter(tags=["sagas"])
-    Caller = Annotated[Principal, Depends(authenticate)]
+
+    async def admin(caller: Annotated[Principal, Depends(authenticate)]) -> Principal:
+        # a dependency, so a customer's token is refused before anything else is looked at
+        if not caller.is_admin:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, "sagas are for the admin scope")
+        return caller
+
+    Caller = Annotated[Principal, Depends(admin)]
     Pool = Annotated[asyncpg.Pool, Depends(_pool)]
     forbidden: dict[int | str, dict[str, Any]] = {
         403: {"description": "the token lacks the admin scope"}
     }
-
-    def admin(caller: Principal) -> None:
-        if not caller.is_admin:
-            raise HTTPException(status.HTTP_403_FORBIDDEN, "sagas are for the admin scope")
 
     @routes.get(
         "/sagas/{order_id}",
@@ -101,7 +104,6 @@ def router(authenticate: Callable[..., Awaitable[Principal]]) -> APIRouter:
     async def get_saga(order_id: Id, caller: Caller, pool: Pool) -> SagaView:
         """Where the order's saga stands: status, pending deadline, and every step with its
         time, the message that caused it and the commands it sent."""
-        admin(caller)
         saga = await store.load(pool, order_id)
         if saga is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no saga for order {order_id!r}")
@@ -115,7 +117,6 @@ def router(authenticate: Callable[..., Awaitable[Principal]]) -> APIRouter:
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
     ) -> SagaList:
         """Counts of every status, and the newest sagas (of one status, if asked)."""
-        admin(caller)
         found = await store.listed(pool, state.value if state else None, limit)
         return SagaList(
             counts=await store.counts(pool),

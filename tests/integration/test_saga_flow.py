@@ -140,3 +140,20 @@ async def test_a_cancel_while_reserving_releases_whatever_was_reserved(system: S
     saga = await system.ends(order_id)
     assert saga["status"] == "cancelled"
     assert await system.stock("TEA-003") == before
+
+
+async def test_sagas_are_shown_to_the_admin_scope_only(system: System) -> None:
+    order_id = await system.place("frank", [{"sku": "TEA-001", "quantity": 1}])
+    await system.ends(order_id)
+    for path in (f"/sagas/{order_id}", "/sagas", "/sagas?state=bogus&limit=0"):
+        url = system.url("orchestrator", path)
+        assert (await system.http.get(url)).status_code == 401
+        # the order's own customer too: sagas are an operator's view
+        refused = await system.http.get(url, headers=bearer("frank"))
+        assert refused.status_code == 403, path
+    listed = await system.http.get(
+        system.url("orchestrator", "/sagas?state=completed"), headers=bearer("ops", "admin")
+    )
+    assert listed.status_code == 200
+    assert order_id in [s["order_id"] for s in listed.json()["sagas"]]
+    assert listed.json()["counts"]["completed"] >= 1
