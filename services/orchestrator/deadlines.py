@@ -38,11 +38,13 @@ class Deadlines:
 
     partitions: int
     _pending: dict[str, tuple[datetime, Due]] = field(default_factory=dict)
-    _announced: set[tuple[str, int]] = field(default_factory=set)
+    # order id -> the deadline counter last announced: bounded by the sagas still waiting
+    _announced: dict[str, int] = field(default_factory=dict)
 
     def track(self, saga: Saga) -> None:
         if saga.deadline_at is None or saga.terminal:
             self._pending.pop(saga.order_id, None)
+            self._announced.pop(saga.order_id, None)
             return
         due = Due(saga.order_id, saga.status.value, saga.deadline)
         self._pending[saga.order_id] = (saga.deadline_at, due)
@@ -51,6 +53,7 @@ class Deadlines:
         """Forget sagas of partitions this worker no longer holds."""
         for order_id in [o for o in self._pending if self.partition(o) not in partitions]:
             del self._pending[order_id]
+            self._announced.pop(order_id, None)
 
     def partition(self, order_id: str) -> int:
         return partition_of(order_id, self.partitions)
@@ -62,7 +65,7 @@ class Deadlines:
             due
             for at, due in self._pending.values()
             if at <= now
-            and (due.order_id, due.deadline) not in self._announced
+            and self._announced.get(due.order_id) != due.deadline
             and self.partition(due.order_id) in caught_up
         ]
         self._announced.update((d.order_id, d.deadline) for d in found)

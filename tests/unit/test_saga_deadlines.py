@@ -3,15 +3,13 @@ processed, once each."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from aiokafka.partitioner import DefaultPartitioner
 
 from services.orchestrator.deadlines import Deadlines, caught_up, partition_of
 from services.orchestrator.saga import Status
-from tests.unit.test_saga import Run, at_status, placed  # noqa: F401  (a saga to index)
-
-NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+from tests.unit.test_saga import at_status
 
 
 def test_an_order_maps_to_the_partition_our_producers_choose() -> None:
