@@ -47,6 +47,12 @@ run: up ## make up, then follow the logs; Ctrl-C stops everything
 logs: ## follow every log under .run/logs
 	@tail -n 50 -F .run/logs/*.log
 
+.PHONY: rebuild
+rebuild: $(STAMP) ## rebuild one projection view live: VIEW=orders|stock|sales|outcomes
+	@test -n "$(VIEW)" || { echo "usage: make rebuild VIEW=orders|stock|sales|outcomes" >&2; exit 2; }
+	@PROJECTION_DATABASE_URL="$${PROJECTION_DATABASE_URL:-$(dir $(POSTGRES_DSN))projection}" \
+		$(PY) -m services.projection rebuild $(VIEW)
+
 .PHONY: outbox-parked
 outbox-parked: $(STAMP) ## outbox rows Kafka refused: SERVICE=checkout [ACTION=list|retry|drop] [ID=n]
 	@test -n "$(SERVICE)" || { echo "usage: make outbox-parked SERVICE=checkout [ACTION=list|retry|drop] [ID=n] (retry without ID: all)" >&2; exit 2; }

@@ -39,6 +39,12 @@ class Envelope(BaseModel):
     key: str = Field(min_length=1, max_length=200, description="aggregate or saga id")
     correlation_id: str = Field(min_length=1, max_length=200, description="the order id")
     causation_id: uuid.UUID | None = Field(default=None, description="the message that caused it")
+    stream_version: int | None = Field(
+        default=None,
+        ge=1,
+        description="an event-sourced aggregate's version once this event is applied: the"
+        " read side's consistency token (the ETag checkout answers with)",
+    )
     payload: dict[str, Any]
 
     @classmethod

@@ -48,10 +48,16 @@ class Housekeeping:
     every_seconds: float = 3600.0
     inbox_retention_days: int = 14
     outbox_retention_days: int = 7
+    inbox_tables: tuple[str, ...] = ("inbox",)
+    outbox: bool = True  # False for a service that publishes nothing
 
     async def prune(self, pool: asyncpg.Pool) -> tuple[int, int]:
         """One pass; returns (inbox rows, outbox rows) deleted."""
-        inbox = await prune_inbox(pool, self.inbox_retention_days)
+        inbox = 0
+        for table in self.inbox_tables:
+            inbox += await prune_inbox(pool, self.inbox_retention_days, table)
+        if not self.outbox:
+            return inbox, 0
         return inbox, await prune_outbox(pool, timedelta(days=self.outbox_retention_days))
 
     async def run(self, pool: asyncpg.Pool, stopping: asyncio.Event) -> None:

@@ -96,9 +96,12 @@ async def save(
     version = await EventSourcedRepository(Order, uow.events).save(
         order, event_ids=ids, metadata=context
     )
-    for event, event_id in zip(pending, ids, strict=True):
+    first = version - len(pending) + 1
+    for n, (event, event_id) in enumerate(zip(pending, ids, strict=True)):
         type_, schema_version, payload = REGISTRY.encode(event)
-        envelope = _envelope(order.id, event_id, type_, schema_version, payload, context)
+        envelope = _envelope(
+            order.id, event_id, type_, schema_version, payload, context, stream_version=first + n
+        )
         await uow.outbox.append(events_topic, envelope)
     return version
 
@@ -117,7 +120,15 @@ async def republish(
 def _stored_envelope(order_id: str, event: RecordedEvent) -> Envelope:
     # events saved before their context was stored: the same id, type and key, a close time
     context = {"occurred_at": event.recorded_at, "causation_id": None, **event.metadata}
-    return _envelope(order_id, event.event_id, event.type, event.version, event.payload, context)
+    return _envelope(
+        order_id,
+        event.event_id,
+        event.type,
+        event.version,
+        event.payload,
+        context,
+        stream_version=event.stream_version,
+    )
 
 
 def _envelope(
@@ -127,6 +138,8 @@ def _envelope(
     version: int,
     payload: Mapping[str, Any],
     context: Mapping[str, Any],
+    *,
+    stream_version: int,
 ) -> Envelope:
     """One way to build an order event's record, first publication and re-publication alike.
     The payload goes through its model: jsonb does not keep the order of keys, the model
@@ -141,6 +154,7 @@ def _envelope(
         key=order_id,
         correlation_id=order_id,
         causation_id=context["causation_id"],
+        stream_version=stream_version,
         payload=model.model_validate(payload).model_dump(mode="json"),
     )
 

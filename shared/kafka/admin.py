@@ -56,6 +56,21 @@ async def ensure_topics(bootstrap: str, specs: list[tuple[str, int, dict[str, st
         await admin.close()
 
 
+async def partitions(bootstrap: str, names: list[str]) -> dict[str, list[int]]:
+    """Each topic's partition numbers; KeyError names a topic the broker does not have."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(names)
+    finally:
+        await admin.close()
+    found = {t["topic"]: sorted(p["partition"] for p in t["partitions"]) for t in described}
+    missing = [n for n in names if not found.get(n)]
+    if missing:
+        raise KeyError(f"no such topic on the broker: {', '.join(missing)}")
+    return found
+
+
 async def _wait_for_leaders(
     admin: AIOKafkaAdminClient, names: list[str], timeout: float = 30.0
 ) -> None:

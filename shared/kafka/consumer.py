@@ -208,6 +208,11 @@ class ConsumerRunner(Generic[U]):
             and time.monotonic() - self._last_poll < self._settings.liveness_window
         )
 
+    def lag(self) -> int | None:
+        """Records behind the end of the assigned partitions at the last poll (None before the
+        first report, or while this instance holds no partition)."""
+        return self._offsets.total_lag()
+
     async def _poll(self) -> dict[Any, list[Any]]:
         """Up to max_poll_records, shared between the partitions that have records in hand.
         aiokafka fills a batch from one partition's buffer before the next, which would leave

@@ -23,6 +23,7 @@ class Offsets:
         self._log = log
         self._settled: dict[Any, int] = {}  # partition -> offset after its last settled record
         self._committed: dict[Any, int] = {}
+        self._lag: dict[Any, int] = {}  # partition -> lag at the last report
         self._lock = asyncio.Lock()
 
     def settle(self, tp: Any, next_offset: int) -> None:
@@ -53,6 +54,7 @@ class Offsets:
         for tp in partitions:
             self._settled.pop(tp, None)
             self._committed.pop(tp, None)
+            self._lag.pop(tp, None)
             with contextlib.suppress(KeyError):
                 CONSUMER_LAG.remove(self._name, tp.topic, str(tp.partition))
 
@@ -71,4 +73,9 @@ class Offsets:
                 except KafkaError:
                     continue
             lag = end - self._committed[tp]
+            self._lag[tp] = lag
             CONSUMER_LAG.labels(self._name, tp.topic, str(tp.partition)).set(lag)
+
+    def total_lag(self) -> int | None:
+        """The sum over assigned partitions at the last report; None before the first one."""
+        return sum(self._lag.values()) if self._lag else None

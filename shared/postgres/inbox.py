@@ -9,8 +9,11 @@ import asyncpg
 from shared.ports import Claim
 from shared.postgres.types import Connection
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS inbox (
+
+def inbox_ddl(table: str, index: str) -> str:
+    """An inbox table named `table` (schema-qualified or not) with its `index` on age."""
+    return f"""
+CREATE TABLE IF NOT EXISTS {table} (
     consumer     text        NOT NULL,
     scope        text        NOT NULL DEFAULT '',
     event_id     uuid        NOT NULL,
@@ -18,7 +21,13 @@ CREATE TABLE IF NOT EXISTS inbox (
     processed_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (consumer, scope, event_id)
 );
-CREATE INDEX IF NOT EXISTS inbox_processed_at ON inbox (processed_at);
+CREATE INDEX IF NOT EXISTS {index} ON {table} (processed_at);
+"""
+
+
+SCHEMA = (
+    inbox_ddl("inbox", "inbox_processed_at")
+    + """
 -- databases made before scopes: widen the key (their rows keep the empty scope)
 ALTER TABLE inbox ADD COLUMN IF NOT EXISTS scope text NOT NULL DEFAULT '';
 ALTER TABLE inbox ADD COLUMN IF NOT EXISTS fingerprint text NOT NULL DEFAULT '';
@@ -29,11 +38,22 @@ DO $$ BEGIN
     END IF;
 END $$;
 """
+)
 
 
 class PostgresInbox:
-    def __init__(self, conn: Connection) -> None:
+    """`table` (schema-qualified when it is not the default `inbox`) holds the claims: a service
+    whose read models are rebuilt one at a time keeps one inbox per model, swapped with it."""
+
+    def __init__(self, conn: Connection, table: str = "inbox") -> None:
         self._conn = conn
+        self._insert = (
+            f"INSERT INTO {table} (consumer, scope, event_id, fingerprint) VALUES ($1, $2, $3, $4)"
+            " ON CONFLICT DO NOTHING RETURNING 1"
+        )
+        self._select = (
+            f"SELECT fingerprint FROM {table} WHERE consumer = $1 AND scope = $2 AND event_id = $3"
+        )
 
     async def claim(
         self, consumer: str, event_id: uuid.UUID, *, scope: str, fingerprint: str
@@ -41,8 +61,7 @@ class PostgresInbox:
         # A concurrent transaction claiming the same key blocks here until it commits, then
         # ON CONFLICT sees its row: a duplicate is a key conflict, never a lookup race.
         row = await self._conn.fetchval(
-            "INSERT INTO inbox (consumer, scope, event_id, fingerprint) VALUES ($1, $2, $3, $4)"
-            " ON CONFLICT DO NOTHING RETURNING 1",
+            self._insert,
             consumer,
             scope,
             event_id,
@@ -51,7 +70,7 @@ class PostgresInbox:
         if row is not None:
             return Claim.NEW
         first = await self._conn.fetchval(
-            "SELECT fingerprint FROM inbox WHERE consumer = $1 AND scope = $2 AND event_id = $3",
+            self._select,
             consumer,
             scope,
             event_id,
@@ -59,11 +78,11 @@ class PostgresInbox:
         return Claim.DUPLICATE if first == fingerprint else Claim.COLLISION
 
 
-async def prune_inbox(pool: asyncpg.Pool, older_than_days: int) -> int:
+async def prune_inbox(pool: asyncpg.Pool, older_than_days: int, table: str = "inbox") -> int:
     """Delete inbox rows older than the retention window (keep it longer than the topics'
     retention, or a redelivered old event would be applied again). Returns rows deleted."""
     status: str = await pool.execute(
-        "DELETE FROM inbox WHERE processed_at < now() - make_interval(days => $1)",
+        f"DELETE FROM {table} WHERE processed_at < now() - make_interval(days => $1)",
         older_than_days,
     )
     return int(status.split()[-1])

@@ -1,0 +1,106 @@
+"""Where the views live: one PostgreSQL schema per view, holding its tables and its own inbox.
+
+A view is rebuilt into a shadow schema and swapped in by renaming schemas (`rebuild.py`), so
+everything that must change with it sits inside it: its rows and the inbox that says which
+events those rows include. Handler SQL names tables as `{s}.table`; the unit of work fills in
+the schema it writes to, the live one or the shadow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from functools import cache
+from types import TracebackType
+from typing import Self
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+from asyncpg.transaction import Transaction
+
+from shared.postgres.inbox import PostgresInbox, inbox_ddl
+from shared.postgres.types import Connection
+
+# The service's own bookkeeping, outside every view: rebuilds in progress and done.
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS rebuilds (
+    view        text        PRIMARY KEY,
+    state       text        NOT NULL CHECK (state IN ('replaying', 'swapping', 'done', 'failed')),
+    done        bigint      NOT NULL DEFAULT 0,
+    total       bigint      NOT NULL DEFAULT 0,
+    started_at  timestamptz NOT NULL DEFAULT now(),
+    updated_at  timestamptz NOT NULL DEFAULT now(),
+    error       text
+);
+"""
+
+
+def live_schema(view: str) -> str:
+    return f"view_{view}"
+
+
+def shadow_schema(view: str) -> str:
+    return f"view_{view}__shadow"
+
+
+@cache
+def qualified(template: str, schema: str) -> str:
+    """`template` with `{s}` replaced by a schema name (ours, never user input); cached, so a
+    statement's text is stable and asyncpg's prepared-statement cache keeps working."""
+    return template.replace("{s}", schema)
+
+
+def view_ddl(tables: str, schema: str) -> str:
+    """A view's schema: its tables (`tables`, with `{s}`) and its inbox."""
+    inbox = inbox_ddl("{s}.inbox", "inbox_processed_at")
+    return qualified(f"CREATE SCHEMA IF NOT EXISTS {{s}};\n{tables}\n{inbox}", schema)
+
+
+class ViewUnitOfWork:
+    """One transaction on one view's schema: `sql()` names its tables, `inbox` is its own."""
+
+    connection: PoolConnectionProxy[asyncpg.Record]
+    inbox: PostgresInbox
+
+    def __init__(self, pool: asyncpg.Pool, schema: str) -> None:
+        self._pool = pool
+        self.schema = schema
+        self._tx: Transaction | None = None
+
+    def sql(self, template: str) -> str:
+        return qualified(template, self.schema)
+
+    async def __aenter__(self) -> Self:
+        self.connection = await self._pool.acquire()
+        try:
+            self._tx = self.connection.transaction()
+            await self._tx.start()
+        except BaseException:
+            await self._pool.release(self.connection)
+            raise
+        self.inbox = PostgresInbox(self.connection, qualified("{s}.inbox", self.schema))
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        assert self._tx is not None
+        try:
+            if exc_type is None:
+                await self._tx.commit()
+            else:
+                # the block's own error must surface, not a rollback failing on a dead connection
+                with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+                    await self._tx.rollback()
+        finally:
+            await self._pool.release(self.connection)
+
+
+async def table_rows(
+    conn: Connection, schema: str, table: str, order_by: str
+) -> list[dict[str, object]]:
+    """Every row of one view table, in a stable order (comparisons, rebuild checks)."""
+    rows = await conn.fetch(f"SELECT * FROM {schema}.{table} ORDER BY {order_by}")
+    return [dict(r) for r in rows]
