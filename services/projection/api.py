@@ -15,14 +15,14 @@ import base64
 import binascii
 import time
 from collections.abc import Awaitable, Callable
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
 import asyncpg
 import orjson
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, TypeAdapter
 
 from schemas.fields import Id, Sku
 from services.projection import queries
@@ -146,15 +146,21 @@ def encode_cursor(placed_at: datetime, order_id: str) -> str:
     return base64.urlsafe_b64encode(orjson.dumps([placed_at.isoformat(), order_id])).decode()
 
 
+_ORDER_ID = TypeAdapter(Id)
+
+
 def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    """The position a cursor names; ValueError when it is not one this service handed out."""
+    """The position a cursor names; ValueError when it is not one this service handed out
+    (anything else would reach the database: a NUL in the id, a time it cannot store)."""
+    refused = ValueError("not a cursor this service handed out")
     try:
         placed_at, order_id = orjson.loads(base64.urlsafe_b64decode(cursor.encode()))
-        when = datetime.fromisoformat(placed_at)
-    except (binascii.Error, orjson.JSONDecodeError, ValueError, TypeError) as exc:
-        raise ValueError("not a cursor this service handed out") from exc
-    if not isinstance(order_id, str) or when.tzinfo is None:
-        raise ValueError("not a cursor this service handed out")
+        when = datetime.fromisoformat(placed_at).astimezone(UTC)
+        _ORDER_ID.validate_python(order_id)
+    except (binascii.Error, orjson.JSONDecodeError, ValueError, TypeError, OverflowError) as exc:
+        raise refused from exc
+    if datetime.fromisoformat(placed_at).tzinfo is None:
+        raise refused
     return when, order_id
 
 

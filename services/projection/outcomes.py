@@ -1,5 +1,6 @@
 """Saga outcomes per (UTC) day: orders confirmed, rejected (by reason) and cancelled, each order
-counted once, on the day of its outcome (`decided` holds which orders are counted)."""
+counted once, on the day of its outcome. One row per decided order; the daily counts are
+counted when asked (`queries.outcomes_per_day`), for the reason given in `sales`."""
 
 from __future__ import annotations
 
@@ -16,24 +17,14 @@ CREATE TABLE IF NOT EXISTS {s}.decided (
     order_id text PRIMARY KEY,
     day      date NOT NULL,
     outcome  text NOT NULL CHECK (outcome IN ('confirmed', 'rejected', 'cancelled')),
-    reason   text NOT NULL
+    reason   text NOT NULL  -- '' unless rejected: rejections are counted by reason
 );
-CREATE TABLE IF NOT EXISTS {s}.daily (
-    day     date    NOT NULL,
-    outcome text    NOT NULL,
-    reason  text    NOT NULL,  -- '' unless rejected: rejections are counted by reason
-    orders  integer NOT NULL,
-    PRIMARY KEY (day, outcome, reason)
-);
+CREATE INDEX IF NOT EXISTS decided_by_day ON {s}.decided (day);
 """
+# an order's outcome is final: the first one read stays
 _DECIDED = """
-WITH first AS (
-    INSERT INTO {s}.decided (order_id, day, outcome, reason) VALUES ($1, $2, $3, $4)
-    ON CONFLICT DO NOTHING RETURNING day, outcome, reason
-)
-INSERT INTO {s}.daily (day, outcome, reason, orders)
-SELECT day, outcome, reason, 1 FROM first
-ON CONFLICT (day, outcome, reason) DO UPDATE SET orders = {s}.daily.orders + 1
+INSERT INTO {s}.decided (order_id, day, outcome, reason) VALUES ($1, $2, $3, $4)
+ON CONFLICT DO NOTHING
 """
 
 
@@ -62,6 +53,6 @@ VIEW = View(
     name="outcomes",
     topics=("checkout.events",),
     tables=TABLES,
-    rows=(("decided", "order_id"), ("daily", "day, outcome, reason")),
+    rows=(("decided", "order_id"),),
     subscriptions=subscriptions,
 )

@@ -30,13 +30,15 @@ _STOCK = qualified(
     stock.VIEW.schema,
 )
 _SALES = qualified(
-    "SELECT day, sku, currency, quantity, revenue_cents, orders FROM {s}.daily"
-    " WHERE day BETWEEN $1 AND $2 ORDER BY day, sku, currency",
+    "SELECT c.day, l.sku, l.currency, sum(l.quantity)::bigint AS quantity,"
+    " sum(l.amount_cents)::bigint AS revenue_cents, count(*)::int AS orders"
+    " FROM {s}.counted c JOIN {s}.order_lines l USING (order_id)"
+    " WHERE c.day BETWEEN $1 AND $2 GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
     sales.VIEW.schema,
 )
 _OUTCOMES = qualified(
-    "SELECT day, outcome, reason, orders FROM {s}.daily WHERE day BETWEEN $1 AND $2"
-    " ORDER BY day, outcome, reason",
+    "SELECT day, outcome, reason, count(*)::int AS orders FROM {s}.decided"
+    " WHERE day BETWEEN $1 AND $2 GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
     outcomes.VIEW.schema,
 )
 

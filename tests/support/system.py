@@ -19,7 +19,7 @@ from tests.support.processes import ServiceProcess
 
 SECRET = "saga-flow-" + uuid.uuid4().hex
 AUTH = AuthSettings(jwt_secret=SECRET)
-DATABASES = ("checkout", "inventory", "receipts", "simulator", "orchestrator")
+DATABASES = ("checkout", "inventory", "receipts", "simulator", "orchestrator", "projection")
 PAY_TIMEOUT = 6.0
 
 
@@ -101,9 +101,11 @@ async def running_system(
     catalogue_prefix: str,
     kafka_bootstrap: str,
     tmp_path: Path,
+    *,
+    with_projection: bool = False,
     **extra_env: str,
 ) -> AsyncIterator[System]:
-    """Every process started and ready; stopped (SIGTERM) on exit."""
+    """Every process started and ready (the read side when asked); stopped (SIGTERM) on exit."""
     env = {
         "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
         "LEADLINE_TOPIC_PREFIX": catalogue_prefix,
@@ -117,6 +119,7 @@ async def running_system(
     procs = {
         s: ServiceProcess(s, env, tmp_path / f"{s}.log")
         for s in ("checkout", "inventory", "receipts", "orchestrator")
+        + (("projection",) if with_projection else ())
     }
     procs["simulator"] = ServiceProcess(
         "payment_provider",

@@ -68,6 +68,8 @@ async def test_placing_stores_the_event_and_its_outbox_row_together(
     assert envelope.event_id == stored.event_id
     assert placed.order.total_cents == 1700
     assert placed.order.version == 1
+    # the read side's consistency token: the version the ETag names, on the event itself
+    assert envelope.stream_version == stored.stream_version == 1
 
 
 async def test_a_retry_with_the_same_key_returns_the_first_answer(
@@ -128,7 +130,9 @@ async def test_confirm_command_records_order_confirmed_caused_by_it(
         await confirm_order(envelope, command, uow, events_topic=TOPIC)
     _, confirmed = db.outbox[-1]
     assert (confirmed.type, confirmed.causation_id) == ("OrderConfirmed", envelope.event_id)
-    assert (await handlers.get(GetOrder(order_id, "alice"))).status is OrderStatus.CONFIRMED
+    view = await handlers.get(GetOrder(order_id, "alice"))
+    assert view.status is OrderStatus.CONFIRMED
+    assert confirmed.stream_version == view.version == 2
 
 
 async def test_a_command_for_a_missing_order_fails_permanently(
@@ -219,6 +223,7 @@ async def test_a_repeated_command_re_publishes_its_first_outcome_as_it_was(
     assert len(db.outbox) == 3
     assert again.type == f"Order{outcome.capitalize()}"
     assert again.event_id == first.event_id == stream[-1].event_id
+    assert again.stream_version == first.stream_version == stream[-1].stream_version
     assert again.to_bytes() == first.to_bytes()  # the causation too: the first command's
     assert db.streams[order_id] == stream
 
