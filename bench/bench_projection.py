@@ -9,22 +9,24 @@ idempotent acks=all producer before anything reads. Then, in turn, on those same
 contender with a consumer group of its own and a fresh database of its own:
 
 - raw, batched (the goal's baseline): an AIOKafkaConsumer (manual commits, read_committed,
-  max_poll_records 500) that decodes each envelope with orjson and, per polled batch, in ONE
+  max_poll_records as the service's) that decodes each envelope with orjson and, per
+  polled batch, in ONE
   transaction: claims every event id in the inbox with one `INSERT … SELECT unnest(…) ON
   CONFLICT DO NOTHING RETURNING`, then, for the new ones, `executemany` of the orders view's own
-  upserts and timeline insert (its very SQL text, into a plain copy of its tables and inbox);
-  offsets committed after the transaction.
+  statements (its very SQL text: each upsert with the event's timeline row in one statement,
+  into a plain copy of its tables and inbox); offsets committed after the transaction.
 - raw, per statement (context): the same loop and transaction per polled batch, but one round
-  trip per statement as the view does: per record the inbox claim, the upsert, the timeline row.
+  trip per record: its inbox claim, then its statement.
 - ours: the projection's orders view as the service runs it: `bootstrap.runtime()` (the pool,
   every view's schema, the runners from `consumers.view_consumers` with the service's
   `ConsumerSettings`) with the orders view's runner alone, no monitor and no housekeeping, so
   the figure is one view's (the other three read other records and write other tables).
-  Per record: envelope and payload validated by pydantic, inbox claim, the upsert, the timeline
-  row; up to TRANSACTION_BATCH records of one partition per transaction, partitions in
-  parallel. The runner's poll shares max_poll_records (500) between its assigned partitions
-  (4 topics x 6 = 24), so a partition brings at most 20 records a poll: a larger batch changes
-  nothing here, the tx column shows how many records a transaction really held.
+  Per transaction: one inbox claim for all its records; per record: envelope and payload
+  validated by pydantic, then its statement (upsert and timeline row in one); up to
+  TRANSACTION_BATCH records of one partition per transaction, partitions in parallel. The
+  runner's poll shares max_poll_records (the service's setting) between its assigned partitions
+  (4 topics x 6 = 24); the tx column shows how many records a transaction really held. The raw
+  consumers poll the same max_poll_records.
 
 How it is timed: every 10 ms the bench reads how many records the contender has committed
 (ours: `leadline_messages_handled_total{outcome="applied"}` of its consumer; raw: its own count
@@ -70,7 +72,7 @@ from services.projection.bootstrap import runtime
 from services.projection.consumers import ViewConsumers
 
 # the view's own statements: the baseline writes what the view writes, only the machinery differs
-from services.projection.orders import _PAYMENT, _PLACED, _RECEIPT, _RESERVATION, _STATUS, _TIMELINE
+from services.projection.orders import _PAYMENT, _PLACED, _RECEIPT, _RESERVATION, _STATUS
 from services.projection.orders import VIEW as ORDERS
 from services.projection.settings import ProjectionSettings
 from services.projection.store import qualified, table_rows
@@ -352,10 +354,9 @@ async def write_batched(conn: Any, consumer: str, rows: Sequence[Decoded]) -> No
     fresh = [r for r in rows if r.event_id in new]
     # grouped by statement: the view's upserts give the same row in any order (stream versions)
     for upsert in UPSERTS:
-        args = [r.args for r in fresh if r.upsert is upsert]
+        args = [r.args + r.timeline[1:] for r in fresh if r.upsert is upsert]
         if args:
             await conn.executemany(qualified(upsert, s), args)
-    await conn.executemany(qualified(_TIMELINE, s), [r.timeline for r in fresh])
 
 
 async def write_each(conn: Any, consumer: str, rows: Sequence[Decoded]) -> None:
@@ -364,8 +365,7 @@ async def write_each(conn: Any, consumer: str, rows: Sequence[Decoded]) -> None:
         if await conn.fetchval(
             qualified(RAW_CLAIM_ONE, s), consumer, r.scope, r.event_id, r.fingerprint
         ):
-            await conn.execute(qualified(r.upsert, s), *r.args)
-            await conn.execute(qualified(_TIMELINE, s), *r.timeline)
+            await conn.execute(qualified(r.upsert, s), *r.args, *r.timeline[1:])
 
 
 async def run_raw(
@@ -383,7 +383,7 @@ async def run_raw(
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         isolation_level="read_committed",
-        max_poll_records=500,
+        max_poll_records=ProjectionSettings.model_fields["max_poll_records"].default,
     )
     write = write_batched if mode == "executemany" else write_each
     done, batches = [0], [0]

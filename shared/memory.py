@@ -23,6 +23,7 @@ from shared.ports import (
     Claim,
     ConcurrencyError,
     DuplicateEventError,
+    InboxEntry,
     NewEvent,
     RecordedEvent,
     Snapshot,
@@ -172,6 +173,12 @@ class MemoryInbox:
             self.staged[key] = fingerprint
             return Claim.NEW
         return Claim.DUPLICATE if first == fingerprint else Claim.COLLISION
+
+    async def claim_many(self, consumer: str, messages: Sequence[InboxEntry]) -> list[Claim]:
+        return [
+            await self.claim(consumer, m.event_id, scope=m.scope, fingerprint=m.fingerprint)
+            for m in messages
+        ]
 
 
 class MemoryUnitOfWork:

@@ -92,6 +92,15 @@ class Claim(StrEnum):
     COLLISION = "collision"  # the id was seen before on another message: neither, refuse it
 
 
+@dataclass(frozen=True)
+class InboxEntry:
+    """One message to claim: its id, where that id must be unique, and what the message is."""
+
+    event_id: uuid.UUID
+    scope: str
+    fingerprint: str
+
+
 class Inbox(Protocol):
     async def claim(
         self, consumer: str, event_id: uuid.UUID, *, scope: str, fingerprint: str
@@ -101,6 +110,11 @@ class Inbox(Protocol):
         e.g. type and key) matches the first one's, else a COLLISION: ids come from foreign
         producers too, and a reused id must not swallow a different message. `scope` is where
         the id must be unique (the topic and producer), so one id on two topics is two claims."""
+        ...
+
+    async def claim_many(self, consumer: str, messages: Sequence[InboxEntry]) -> list[Claim]:
+        """`claim` for each of `messages` in order, in one round trip where the store allows:
+        the same answers as claiming them one after the other in this transaction."""
         ...
 
 

@@ -30,6 +30,7 @@ def runtime(settings: ProjectionSettings) -> ServiceRuntime:
             settings=ConsumerSettings(
                 group_instance_id=settings.instance_id,
                 transaction_batch=settings.transaction_batch,
+                max_poll_records=settings.max_poll_records,
             ),
         )
 

@@ -11,6 +11,7 @@ version, the same number checkout answers with as the ETag: a row only moves for
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -115,6 +116,43 @@ ON CONFLICT DO NOTHING
 """
 
 
+def _and_step(statement: str, params: int) -> str:
+    """`statement` (order id as $1, `params` parameters) and the event's timeline row in one
+    round trip: the row's other parameters ($2 to $5 of `_TIMELINE`) follow the statement's."""
+    step = re.sub(
+        r"\$(\d+)\b",
+        lambda m: "$1" if m[1] == "1" else f"${params + int(m[1]) - 1}",
+        _TIMELINE.strip(),
+    )
+    return f"WITH step AS ({step})\n{statement.strip()}"
+
+
+_STATUS, _PLACED = _and_step(_STATUS, 4), _and_step(_PLACED, 7)
+_RESERVATION, _PAYMENT = _and_step(_RESERVATION, 3), _and_step(_PAYMENT, 4)
+_RECEIPT = _and_step(_RECEIPT, 5)
+
+
+async def _apply(
+    uow: ViewUnitOfWork,
+    statement: str,
+    envelope: Envelope,
+    order_id: str,
+    detail: str | None,
+    *args: object,
+) -> None:
+    """One of the statements above: `order_id` and `args` are its own parameters, the
+    envelope and `detail` its timeline row's."""
+    await uow.connection.execute(
+        uow.sql(statement),
+        order_id,
+        *args,
+        envelope.event_id,
+        envelope.occurred_at,
+        envelope.type,
+        detail,
+    )
+
+
 async def _step(uow: ViewUnitOfWork, envelope: Envelope, order_id: str, detail: str | None) -> None:
     await uow.connection.execute(
         uow.sql(_TIMELINE), order_id, envelope.event_id, envelope.occurred_at, envelope.type, detail
@@ -123,9 +161,12 @@ async def _step(uow: ViewUnitOfWork, envelope: Envelope, order_id: str, detail: 
 
 async def placed(envelope: Envelope, event: OrderPlaced, uow: ViewUnitOfWork) -> None:
     lines = orjson.dumps([line.model_dump(mode="json") for line in event.lines]).decode()
-    await uow.connection.execute(
-        uow.sql(_PLACED),
+    await _apply(
+        uow,
+        _PLACED,
+        envelope,
         event.order_id,
+        None,
         event.customer_id,
         envelope.stream_version,
         envelope.occurred_at,
@@ -133,7 +174,6 @@ async def placed(envelope: Envelope, event: OrderPlaced, uow: ViewUnitOfWork) ->
         event.total_cents,
         lines,
     )
-    await _step(uow, envelope, event.order_id, None)
 
 
 async def decided(
@@ -141,10 +181,16 @@ async def decided(
 ) -> None:
     status = {OrderConfirmed: "confirmed", OrderRejected: "rejected", OrderCancelled: "cancelled"}
     reason = getattr(event, "reason", None)
-    await uow.connection.execute(
-        uow.sql(_STATUS), event.order_id, status[type(event)], reason, envelope.stream_version
+    await _apply(
+        uow,
+        _STATUS,
+        envelope,
+        event.order_id,
+        reason,
+        status[type(event)],
+        reason,
+        envelope.stream_version,
     )
-    await _step(uow, envelope, event.order_id, reason)
 
 
 async def refused(envelope: Envelope, event: OrderCommandRefused, uow: ViewUnitOfWork) -> None:
@@ -161,8 +207,7 @@ async def reservation(
         type(event), "released"
     )
     reason = event.reason if isinstance(event, StockReservationFailed) else None
-    await uow.connection.execute(uow.sql(_RESERVATION), event.order_id, state, reason)
-    await _step(uow, envelope, event.order_id, reason)
+    await _apply(uow, _RESERVATION, envelope, event.order_id, reason, state, reason)
 
 
 async def payment(
@@ -178,20 +223,21 @@ async def payment(
     else:
         state = "voided" if event.payment_id is not None else None
         payment_id, reason = event.payment_id, None
-    await uow.connection.execute(uow.sql(_PAYMENT), event.order_id, state, payment_id, reason)
-    await _step(uow, envelope, event.order_id, reason)
+    await _apply(uow, _PAYMENT, envelope, event.order_id, reason, state, payment_id, reason)
 
 
 async def receipt(envelope: Envelope, event: ReceiptIssued, uow: ViewUnitOfWork) -> None:
-    await uow.connection.execute(
-        uow.sql(_RECEIPT),
+    await _apply(
+        uow,
+        _RECEIPT,
+        envelope,
         event.order_id,
+        event.receipt_number,
         event.customer_id,
         event.receipt_number,
         event.total_cents,
         event.issued_at,
     )
-    await _step(uow, envelope, event.order_id, event.receipt_number)
 
 
 def subscriptions(topic: Callable[[str], str]) -> list[Subscription[ViewUnitOfWork]]:

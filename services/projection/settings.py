@@ -28,7 +28,10 @@ class ProjectionSettings(CommonSettings):
     max_body_bytes: int = Field(default=16 * 1024, ge=1024)
     # records of one partition per database transaction: the inbox row of each stays in the
     # same transaction as its rows, so the guarantee is per event whatever the batch
-    transaction_batch: int = Field(default=50, ge=1, le=1000)
+    transaction_batch: int = Field(default=100, ge=1, le=1000)
+    # shared out between the assigned partitions (a view reads up to 24): enough for each to
+    # fill a transaction batch
+    max_poll_records: int = Field(default=2000, ge=1, le=20_000)
 
     read_wait_seconds: float = Field(
         default=5.0, gt=0, le=60, description="how long a min_version query waits for the view"

@@ -42,7 +42,7 @@ from shared.observability.metrics import (
     MESSAGES_HANDLED,
     type_label,
 )
-from shared.ports import Claim, Inbox, Transaction
+from shared.ports import Claim, Inbox, InboxEntry, Transaction
 from shared.retry import backoff_delay, is_outage
 
 __all__ = ["ConsumerRunner", "ConsumerSettings", "InboxUnitOfWork", "Subscription"]
@@ -304,27 +304,29 @@ class ConsumerRunner(Generic[U]):
                 await self._pause(attempt)
 
     async def _apply(self, works: list[Work[U]]) -> None:
-        """One transaction: each event's inbox claim and, when first seen, its handler."""
+        """One transaction: the events' inbox claims (one round trip for all of them) and, for
+        each event seen for the first time, its handler, in order."""
         started = time.perf_counter()
         outcomes: list[str] = []
         async with self._uow_factory() as uow:
-            for work in works:
+            entries = [
+                InboxEntry(
+                    w.envelope.event_id, inbox_scope(w.record, w.envelope), fingerprint(w.envelope)
+                )
+                for w in works
+            ]
+            claims = await uow.inbox.claim_many(self.name, entries)
+            for work, claim in zip(works, claims, strict=True):
                 with message_context(work.envelope):
-                    outcomes.append(await self._claim_and_handle(uow, work))
+                    outcomes.append(await self._handle_claimed(uow, work, claim))
         elapsed = time.perf_counter() - started
         for work, outcome in zip(works, outcomes, strict=True):
             type_ = type_label(work.envelope.type)
             MESSAGES_HANDLED.labels(self.name, work.record.topic, type_, outcome).inc()
             HANDLER_SECONDS.labels(self.name, type_).observe(elapsed)
 
-    async def _claim_and_handle(self, uow: U, work: Work[U]) -> str:
+    async def _handle_claimed(self, uow: U, work: Work[U], claim: Claim) -> str:
         envelope = work.envelope
-        claim = await uow.inbox.claim(
-            self.name,
-            envelope.event_id,
-            scope=inbox_scope(work.record, envelope),
-            fingerprint=fingerprint(envelope),
-        )
         if claim is Claim.NEW:
             await work.subscription.handler(envelope, work.message, uow)
             return "applied"

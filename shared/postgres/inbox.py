@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 
 import asyncpg
 
-from shared.ports import Claim
+from shared.ports import Claim, InboxEntry
 from shared.postgres.types import Connection
 
 
@@ -54,6 +55,18 @@ class PostgresInbox:
         self._select = (
             f"SELECT fingerprint FROM {table} WHERE consumer = $1 AND scope = $2 AND event_id = $3"
         )
+        # Sorted by key, so two transactions claiming overlapping keys lock them in one order
+        # and wait for each other instead of deadlocking. A key twice in one statement is
+        # inserted once (DO NOTHING skips the second).
+        self._insert_many = (
+            f"INSERT INTO {table} (consumer, scope, event_id, fingerprint)"
+            " SELECT $1, s, e, f FROM unnest($2::text[], $3::uuid[], $4::text[]) AS m(s, e, f)"
+            " ORDER BY s, e ON CONFLICT DO NOTHING RETURNING scope, event_id"
+        )
+        self._select_many = (
+            f"SELECT scope, event_id, fingerprint FROM {table} WHERE consumer = $1"
+            " AND (scope, event_id) IN (SELECT * FROM unnest($2::text[], $3::uuid[]))"
+        )
 
     async def claim(
         self, consumer: str, event_id: uuid.UUID, *, scope: str, fingerprint: str
@@ -76,6 +89,30 @@ class PostgresInbox:
             event_id,
         )
         return Claim.DUPLICATE if first == fingerprint else Claim.COLLISION
+
+    async def claim_many(self, consumer: str, messages: Sequence[InboxEntry]) -> list[Claim]:
+        if not messages:
+            return []
+        scopes = [m.scope for m in messages]
+        ids = [m.event_id for m in messages]
+        fingerprints = [m.fingerprint for m in messages]
+        rows = await self._conn.fetch(self._insert_many, consumer, scopes, ids, fingerprints)
+        new = {(r["scope"], r["event_id"]) for r in rows}
+        first: dict[tuple[str, uuid.UUID], str] = {}
+        if len(new) < len(messages):  # claimed before, or twice in this batch
+            earlier = await self._conn.fetch(self._select_many, consumer, scopes, ids)
+            first = {(r["scope"], r["event_id"]): r["fingerprint"] for r in earlier}
+        claims: list[Claim] = []
+        for m in messages:
+            key = (m.scope, m.event_id)
+            if key in new:
+                new.discard(key)  # its first occurrence here is the claim
+                first[key] = m.fingerprint
+                claims.append(Claim.NEW)
+            else:
+                same = first[key] == m.fingerprint
+                claims.append(Claim.DUPLICATE if same else Claim.COLLISION)
+        return claims
 
 
 async def prune_inbox(pool: asyncpg.Pool, older_than_days: int, table: str = "inbox") -> int:

@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import asyncpg
@@ -19,6 +20,7 @@ from shared.ports import (
     Claim,
     ConcurrencyError,
     DuplicateEventError,
+    InboxEntry,
     NewEvent,
     Snapshot,
     UnitOfWork,
@@ -257,6 +259,37 @@ async def test_an_inbox_key_is_scoped_and_a_reused_id_on_another_message_collide
             Claim.COLLISION
         )
         assert await claim(uow, consumer, event_id) is Claim.DUPLICATE
+
+
+async def test_claiming_many_answers_as_claiming_each_in_turn(backend: Backend) -> None:
+    consumer = unique("consumer")
+    before, reused, fresh = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    async with backend.uow() as uow:
+        assert await claim(uow, consumer, before) is Claim.NEW
+        assert await claim(uow, consumer, reused) is Claim.NEW
+    entry = partial(InboxEntry, scope="topic|producer", fingerprint="OrderPlaced|o-1")
+    batch = [
+        entry(fresh),
+        entry(before),  # committed earlier: a duplicate
+        entry(fresh),  # twice in one batch: the second is a duplicate
+        entry(reused, fingerprint="OrderPlaced|o-2"),  # another message, same id: collision
+        entry(fresh, scope="other|producer"),  # another scope: another message
+        entry(fresh, fingerprint="OrderPlaced|o-3"),  # reused within the batch: collision
+    ]
+    async with backend.uow() as uow:
+        claims = await uow.inbox.claim_many(consumer, batch)
+        assert await uow.inbox.claim_many(consumer, []) == []
+    assert claims == [
+        Claim.NEW,
+        Claim.DUPLICATE,
+        Claim.DUPLICATE,
+        Claim.COLLISION,
+        Claim.NEW,
+        Claim.COLLISION,
+    ]
+    async with backend.uow() as uow:  # what the batch claimed is committed
+        assert await claim(uow, consumer, fresh) is Claim.DUPLICATE
+        assert await claim(uow, consumer, fresh, scope="other|producer") is Claim.DUPLICATE
 
 
 async def test_an_inbox_made_before_scopes_is_widened_and_keeps_its_rows(
