@@ -26,8 +26,10 @@ from schemas.inventory.v1 import StockLevelChanged, StockLine, StockReservationF
 from schemas.payments.v1 import PaymentAuthorized
 from schemas.receipts.v1 import ReceiptIssued
 from services.projection.consumers import VIEWS
-from services.projection.store import table_rows
+from services.projection.rebuild import rebuild
+from services.projection.store import SCHEMA, table_rows
 from shared.envelope import Envelope
+from shared.postgres import install_schema
 from tests.conftest import Infra
 from tests.support import eventually
 from tests.support.processes import ROOT, ServiceProcess
@@ -286,3 +288,48 @@ async def test_every_view_rebuilt_under_traffic_equals_a_projection_built_from_s
             await http.aclose()
             await producer.stop()
             live.stop()
+
+
+async def test_a_view_whose_tables_changed_is_rebuilt_into_the_new_shape(
+    infra: Infra, catalogue_prefix: str, kafka_bootstrap: str
+) -> None:
+    """What an older version of the sales view left (a per-day counter table, no index on day)
+    is replaced by the current code's tables, filled from the topics."""
+    view = VIEWS["sales"]
+    async with two_databases(infra.postgres_dsn) as (dsn, _unused):
+        producer = AIOKafkaProducer(
+            bootstrap_servers=kafka_bootstrap, acks="all", enable_idempotence=True
+        )
+        await producer.start()
+        try:
+            traffic = Traffic(producer, catalogue_prefix)
+            await traffic.send(30)
+        finally:
+            await producer.stop()
+        pool = await asyncpg.create_pool(dsn, min_size=1, max_size=4)
+        assert pool is not None
+        try:
+            await install_schema(pool, SCHEMA)
+            old = view.ddl(view.schema).replace(
+                f"CREATE INDEX IF NOT EXISTS counted_by_day ON {view.schema}.counted (day);", ""
+            )
+            await pool.execute(old + f"CREATE TABLE {view.schema}.daily (day date, n int);")
+            result = await rebuild(
+                view,
+                pool,
+                bootstrap_servers=kafka_bootstrap,
+                topic=lambda name: catalogue_prefix + name,
+                consumer_name=view.consumer_name("projection"),
+            )
+            tables = await pool.fetch(
+                "SELECT tablename FROM pg_tables WHERE schemaname = $1", view.schema
+            )
+            index = await pool.fetchval("SELECT to_regclass($1)", f"{view.schema}.counted_by_day")
+            counted = await pool.fetchval(f"SELECT count(*) FROM {view.schema}.counted")
+        finally:
+            await pool.close()
+    assert sorted(t["tablename"] for t in tables) == ["counted", "inbox", "order_lines"]
+    assert index is not None
+    confirmed = sum(1 for n in range(1, 31) if n % 7 != 0)
+    assert counted == confirmed
+    assert result.applied == 30 + confirmed  # every OrderPlaced and OrderConfirmed

@@ -17,7 +17,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
-SERVICES = {"checkout": 8000, "inventory": 8001, "receipts": 8002}
+SERVICES = {"checkout": 8000, "inventory": 8001, "receipts": 8002, "projection": 8003}
 SECRETS = {"AUTH_JWT_SECRET": "compose-test-secret", "POSTGRES_PASSWORD": "compose-test-pw"}
 
 
