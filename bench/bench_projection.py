@@ -22,7 +22,8 @@ contender with a consumer group of its own and a fresh database of its own:
   `ConsumerSettings`) with the orders view's runner alone, no monitor and no housekeeping, so
   the figure is one view's (the other three read other records and write other tables).
   Per transaction: one inbox claim for all its records; per record: envelope and payload
-  validated by pydantic, then its statement (upsert and timeline row in one); up to
+  validated by pydantic, its statement (upsert and timeline row in one) written to the unit of
+  work, which runs one executemany per statement before the commit; up to
   TRANSACTION_BATCH records of one partition per transaction, partitions in parallel. The
   runner's poll shares max_poll_records (the service's setting) between its assigned partitions
   (4 topics x 6 = 24); the tx column shows how many records a transaction really held. The raw

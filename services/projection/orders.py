@@ -132,7 +132,7 @@ _RESERVATION, _PAYMENT = _and_step(_RESERVATION, 3), _and_step(_PAYMENT, 4)
 _RECEIPT = _and_step(_RECEIPT, 5)
 
 
-async def _apply(
+def _write(
     uow: ViewUnitOfWork,
     statement: str,
     envelope: Envelope,
@@ -142,8 +142,8 @@ async def _apply(
 ) -> None:
     """One of the statements above: `order_id` and `args` are its own parameters, the
     envelope and `detail` its timeline row's."""
-    await uow.connection.execute(
-        uow.sql(statement),
+    uow.write(
+        statement,
         order_id,
         *args,
         envelope.event_id,
@@ -153,15 +153,9 @@ async def _apply(
     )
 
 
-async def _step(uow: ViewUnitOfWork, envelope: Envelope, order_id: str, detail: str | None) -> None:
-    await uow.connection.execute(
-        uow.sql(_TIMELINE), order_id, envelope.event_id, envelope.occurred_at, envelope.type, detail
-    )
-
-
 async def placed(envelope: Envelope, event: OrderPlaced, uow: ViewUnitOfWork) -> None:
     lines = orjson.dumps([line.model_dump(mode="json") for line in event.lines]).decode()
-    await _apply(
+    _write(
         uow,
         _PLACED,
         envelope,
@@ -181,7 +175,7 @@ async def decided(
 ) -> None:
     status = {OrderConfirmed: "confirmed", OrderRejected: "rejected", OrderCancelled: "cancelled"}
     reason = getattr(event, "reason", None)
-    await _apply(
+    _write(
         uow,
         _STATUS,
         envelope,
@@ -195,7 +189,9 @@ async def decided(
 
 async def refused(envelope: Envelope, event: OrderCommandRefused, uow: ViewUnitOfWork) -> None:
     # not a change of the order (not in its stream): a step of its timeline only
-    await _step(uow, envelope, event.order_id, f"{event.command}: {event.reason}")
+    detail = f"{event.command}: {event.reason}"
+    at, step = envelope.occurred_at, envelope.type
+    uow.write(_TIMELINE, event.order_id, envelope.event_id, at, step, detail)
 
 
 async def reservation(
@@ -207,7 +203,7 @@ async def reservation(
         type(event), "released"
     )
     reason = event.reason if isinstance(event, StockReservationFailed) else None
-    await _apply(uow, _RESERVATION, envelope, event.order_id, reason, state, reason)
+    _write(uow, _RESERVATION, envelope, event.order_id, reason, state, reason)
 
 
 async def payment(
@@ -223,11 +219,11 @@ async def payment(
     else:
         state = "voided" if event.payment_id is not None else None
         payment_id, reason = event.payment_id, None
-    await _apply(uow, _PAYMENT, envelope, event.order_id, reason, state, payment_id, reason)
+    _write(uow, _PAYMENT, envelope, event.order_id, reason, state, payment_id, reason)
 
 
 async def receipt(envelope: Envelope, event: ReceiptIssued, uow: ViewUnitOfWork) -> None:
-    await _apply(
+    _write(
         uow,
         _RECEIPT,
         envelope,

@@ -33,8 +33,8 @@ async def decided(
 ) -> None:
     outcome = {OrderConfirmed: "confirmed", OrderRejected: "rejected", OrderCancelled: "cancelled"}
     reason = event.reason if isinstance(event, OrderRejected) else ""
-    await uow.connection.execute(
-        uow.sql(_DECIDED),
+    uow.write(
+        _DECIDED,
         event.order_id,
         utc_day(envelope.occurred_at),
         outcome[type(event)],

@@ -109,6 +109,7 @@ class _Replay:
                     )
                     if claim is Claim.NEW:
                         await work.subscription.handler(envelope, work.message, uow)
+                        await uow.flush()  # inside the savepoint: a failing record alone
                         self.applied += 1
                     elif claim is Claim.COLLISION:
                         raise PermanentError("event id reused by another message")

@@ -48,14 +48,12 @@ async def placed(envelope: Envelope, event: OrderPlaced, uow: ViewUnitOfWork) ->
     for line in event.lines:
         per_sku[line.sku][0] += line.quantity
         per_sku[line.sku][1] += line.line_total_cents
-    await uow.connection.executemany(
-        uow.sql(_LINE),
-        [(event.order_id, sku, event.currency, q, a) for sku, (q, a) in per_sku.items()],
-    )
+    for sku, (quantity, amount) in per_sku.items():
+        uow.write(_LINE, event.order_id, sku, event.currency, quantity, amount)
 
 
 async def confirmed(envelope: Envelope, event: OrderConfirmed, uow: ViewUnitOfWork) -> None:
-    await uow.connection.execute(uow.sql(_COUNT), event.order_id, utc_day(envelope.occurred_at))
+    uow.write(_COUNT, event.order_id, utc_day(envelope.occurred_at))
 
 
 def subscriptions(topic: Callable[[str], str]) -> list[Subscription[ViewUnitOfWork]]:

@@ -32,8 +32,8 @@ ON CONFLICT (sku) DO UPDATE SET on_hand = EXCLUDED.on_hand, reserved = EXCLUDED.
 
 
 async def level_changed(envelope: Envelope, event: StockLevelChanged, uow: ViewUnitOfWork) -> None:
-    await uow.connection.execute(
-        uow.sql(_LEVEL),
+    uow.write(
+        _LEVEL,
         event.sku,
         event.on_hand,
         event.reserved,

@@ -56,7 +56,17 @@ def view_ddl(tables: str, schema: str) -> str:
 
 
 class ViewUnitOfWork:
-    """One transaction on one view's schema: `sql()` names its tables, `inbox` is its own."""
+    """One transaction on one view's schema: `inbox` is the view's own; handlers `write()` their
+    statements (`{s}` for the schema), which run before the commit, one `executemany` per
+    statement, statements in the order of their first write, rows of one statement in the
+    order written.
+
+    Statements of a batch are therefore regrouped: a view's statements must give the same rows
+    in any order *across* statements (they do: each topic of a view writes with one statement,
+    so one key's records stay in order, and where two statements meet on a row, checkout's
+    columns are guarded by the stream version, a receipt's number is first-wins, and the daily
+    figures are sums over per-order rows). That turns a batch's round trips from one per record
+    into one per statement."""
 
     connection: PoolConnectionProxy[asyncpg.Record]
     inbox: PostgresInbox
@@ -65,9 +75,16 @@ class ViewUnitOfWork:
         self._pool = pool
         self.schema = schema
         self._tx: Transaction | None = None
+        self._pending: dict[str, list[tuple[object, ...]]] = {}
 
-    def sql(self, template: str) -> str:
-        return qualified(template, self.schema)
+    def write(self, template: str, *args: object) -> None:
+        self._pending.setdefault(qualified(template, self.schema), []).append(args)
+
+    async def flush(self) -> None:
+        """Run what was written so far (before a savepoint ends, or the commit)."""
+        pending, self._pending = self._pending, {}
+        for statement, rows in pending.items():
+            await self.connection.executemany(statement, rows)
 
     async def __aenter__(self) -> Self:
         self.connection = await self._pool.acquire()
@@ -78,6 +95,7 @@ class ViewUnitOfWork:
             await self._pool.release(self.connection)
             raise
         self.inbox = PostgresInbox(self.connection, qualified("{s}.inbox", self.schema))
+        self._pending = {}
         return self
 
     async def __aexit__(
@@ -89,13 +107,23 @@ class ViewUnitOfWork:
         assert self._tx is not None
         try:
             if exc_type is None:
+                try:
+                    await self.flush()
+                except BaseException:
+                    await self._rollback()
+                    raise
                 await self._tx.commit()
             else:
-                # the block's own error must surface, not a rollback failing on a dead connection
-                with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
-                    await self._tx.rollback()
+                await self._rollback()
         finally:
             await self._pool.release(self.connection)
+
+    async def _rollback(self) -> None:
+        assert self._tx is not None
+        self._pending = {}
+        # the block's own error must surface, not a rollback failing on a dead connection
+        with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+            await self._tx.rollback()
 
 
 async def table_rows(
