@@ -8,17 +8,13 @@ the schema it writes to, the live one or the shadow.
 
 from __future__ import annotations
 
-import contextlib
 from functools import cache
-from types import TracebackType
-from typing import Self
 
 import asyncpg
-from asyncpg.pool import PoolConnectionProxy
-from asyncpg.transaction import Transaction
 
-from shared.postgres.inbox import PostgresInbox, inbox_ddl
+from shared.postgres.inbox import inbox_ddl
 from shared.postgres.types import Connection
+from shared.postgres.uow import PostgresUnitOfWork
 
 # The service's own bookkeeping, outside every view: rebuilds in progress and done.
 SCHEMA = """
@@ -55,26 +51,23 @@ def view_ddl(tables: str, schema: str) -> str:
     return qualified(f"CREATE SCHEMA IF NOT EXISTS {{s}};\n{tables}\n{inbox}", schema)
 
 
-class ViewUnitOfWork:
+class ViewUnitOfWork(PostgresUnitOfWork):
     """One transaction on one view's schema: `inbox` is the view's own; handlers `write()` their
     statements (`{s}` for the schema), which run before the commit, one `executemany` per
     statement, statements in the order of their first write, rows of one statement in the
     order written.
 
     Statements of a batch are therefore regrouped: a view's statements must give the same rows
-    in any order *across* statements (they do: each topic of a view writes with one statement,
-    so one key's records stay in order, and where two statements meet on a row, checkout's
-    columns are guarded by the stream version, a receipt's number is first-wins, and the daily
-    figures are sums over per-order rows). That turns a batch's round trips from one per record
-    into one per statement."""
-
-    connection: PoolConnectionProxy[asyncpg.Record]
-    inbox: PostgresInbox
+    in any order *across* statements. They do: records whose order matters (one order's
+    reservations, its payments, one SKU's levels) are written by one statement, so they stay in
+    order; where two statements meet on a row, checkout's columns are guarded by the stream
+    version and a receipt's number is first-wins; timeline rows are inserts by event id, and
+    the daily figures are sums over per-order rows. That turns a batch's round trips from one
+    per record into one per statement."""
 
     def __init__(self, pool: asyncpg.Pool, schema: str) -> None:
-        self._pool = pool
+        super().__init__(pool, inbox_table=qualified("{s}.inbox", schema))
         self.schema = schema
-        self._tx: Transaction | None = None
         self._pending: dict[str, list[tuple[object, ...]]] = {}
 
     def write(self, template: str, *args: object) -> None:
@@ -86,44 +79,8 @@ class ViewUnitOfWork:
         for statement, rows in pending.items():
             await self.connection.executemany(statement, rows)
 
-    async def __aenter__(self) -> Self:
-        self.connection = await self._pool.acquire()
-        try:
-            self._tx = self.connection.transaction()
-            await self._tx.start()
-        except BaseException:
-            await self._pool.release(self.connection)
-            raise
-        self.inbox = PostgresInbox(self.connection, qualified("{s}.inbox", self.schema))
-        self._pending = {}
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        assert self._tx is not None
-        try:
-            if exc_type is None:
-                try:
-                    await self.flush()
-                except BaseException:
-                    await self._rollback()
-                    raise
-                await self._tx.commit()
-            else:
-                await self._rollback()
-        finally:
-            await self._pool.release(self.connection)
-
-    async def _rollback(self) -> None:
-        assert self._tx is not None
-        self._pending = {}
-        # the block's own error must surface, not a rollback failing on a dead connection
-        with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
-            await self._tx.rollback()
+    async def before_commit(self) -> None:
+        await self.flush()
 
 
 async def table_rows(

@@ -157,13 +157,15 @@ async def two_databases(maintenance_dsn: str) -> AsyncIterator[tuple[str, str]]:
 
 
 async def settled(live_dsn: str, ref_dsn: str, timeout: float) -> list[str]:
-    """Poll until both databases hold the same rows; the differences left at the deadline."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        diff = differences(await dump(live_dsn), await dump(ref_dsn))
-        if not diff or asyncio.get_running_loop().time() > deadline:
-            return diff
-        await asyncio.sleep(0.5)
+    """The differences left once both databases hold the same rows, or at the deadline."""
+
+    async def diff() -> list[str]:
+        return differences(await dump(live_dsn), await dump(ref_dsn))
+
+    try:
+        return await eventually(diff, lambda d: not d, timeout=timeout, interval=0.5)
+    except AssertionError:
+        return await diff()
 
 
 async def test_every_view_rebuilt_under_traffic_equals_a_projection_built_from_scratch(
