@@ -16,7 +16,7 @@ export LEADLINE_ENV ?= local
 .PHONY: help setup up up-infra down status run logs test test-unit test-integration test-e2e lint fmt bench schemas
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -87,3 +87,5 @@ bench: up-infra ## benchmarks: each figure next to a baseline from the same run
 schemas: $(STAMP) ## regenerate the committed JSON Schema files from the models
 	$(PY) -m schemas.generate
 	$(PY) -m shared.schema_export
+
+include deploy/k8s/k8s.mk
