@@ -89,3 +89,8 @@ schemas: $(STAMP) ## regenerate the committed JSON Schema files from the models
 	$(PY) -m shared.schema_export
 
 include deploy/k8s/k8s.mk
+include deploy/containers/containers.mk
+
+.PHONY: test-testcontainers
+test-testcontainers: $(STAMP) ## the integration tests on testcontainers, through podman's Docker API
+	@bash deploy/containers/testcontainers.sh $(or $(TESTS),tests/integration -m "not containers")

@@ -32,19 +32,62 @@ class Infra:
 
 
 def _docker_engine_reachable() -> bool:
+    """`docker info` answers (a Docker engine, or podman's compatible API via DOCKER_HOST)."""
     if shutil.which("docker") is None:
         return False
     probe = subprocess.run(["docker", "info"], capture_output=True, timeout=20, check=False)
     return probe.returncode == 0
 
 
-def _testcontainers() -> Iterator[Infra]:  # pragma: no cover - needs a Docker engine
-    from testcontainers.kafka import KafkaContainer
-    from testcontainers.postgres import PostgresContainer
+def _testcontainers() -> Iterator[Infra]:
+    """Kafka (KRaft, one node) and PostgreSQL as throw-away containers. The images are the
+    public ones unless `LEADLINE_KAFKA_IMAGE` / `LEADLINE_POSTGRES_IMAGE` name others with the
+    same contract (`make test-testcontainers` passes the ones built from Maven Central's jars
+    and Debian's package, on podman's Docker-compatible API)."""
+    import asyncio
+    import socket
 
-    with KafkaContainer().with_kraft() as kafka, PostgresContainer("postgres:16") as pg:
-        dsn = pg.get_connection_url().replace("postgresql+psycopg2://", "postgresql://")
-        yield Infra(kafka.get_bootstrap_server(), dsn)
+    from testcontainers.community.postgres import PostgresContainer
+    from testcontainers.core.container import DockerContainer
+
+    from shared.kafka.admin import wait_for_broker
+
+    with socket.socket() as s:  # the broker must advertise the port the host reaches it on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    kafka = (
+        DockerContainer(os.environ.get("LEADLINE_KAFKA_IMAGE", "apache/kafka:4.4.0"))
+        .with_bind_ports(19092, port)
+        .with_env("CLUSTER_ID", "MkU3OEVBNTcwNTJENDM2Qk")
+        .with_env("KAFKA_NODE_ID", "1")
+        .with_env("KAFKA_PROCESS_ROLES", "broker,controller")
+        .with_env("KAFKA_CONTROLLER_QUORUM_VOTERS", "1@localhost:9093")
+        .with_env("KAFKA_LISTENERS", "PLAINTEXT://:9092,CONTROLLER://:9093,HOST://:19092")
+        .with_env(
+            "KAFKA_ADVERTISED_LISTENERS", f"PLAINTEXT://localhost:9092,HOST://127.0.0.1:{port}"
+        )
+        .with_env(
+            "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP",
+            "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,HOST:PLAINTEXT",
+        )
+        .with_env("KAFKA_CONTROLLER_LISTENER_NAMES", "CONTROLLER")
+        .with_env("KAFKA_INTER_BROKER_LISTENER_NAME", "PLAINTEXT")
+        .with_env("KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR", "1")
+        .with_env("KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR", "1")
+        .with_env("KAFKA_TRANSACTION_STATE_LOG_MIN_ISR", "1")
+        .with_env("KAFKA_SHARE_COORDINATOR_STATE_TOPIC_REPLICATION_FACTOR", "1")
+        .with_env("KAFKA_SHARE_COORDINATOR_STATE_TOPIC_MIN_ISR", "1")
+        .with_env("KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS", "0")
+    )
+    postgres = PostgresContainer(
+        os.environ.get("LEADLINE_POSTGRES_IMAGE", "postgres:16"), driver=None
+    ).with_command("postgres -c max_connections=300")
+    with kafka, postgres:
+        bootstrap = f"127.0.0.1:{port}"
+        asyncio.run(wait_for_broker(bootstrap, timeout=120))
+        # said once, visible with -s: which path the session took, and on which images
+        print(f"infra: testcontainers, {kafka.image} at {bootstrap}, {postgres.image}")
+        yield Infra(bootstrap, postgres.get_connection_url())
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,13 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
-SERVICES = {"checkout": 8000, "inventory": 8001, "receipts": 8002, "projection": 8003}
+SERVICES = {
+    "checkout": 8000,
+    "inventory": 8001,
+    "receipts": 8002,
+    "projection": 8003,
+    "orchestrator": 8004,
+}
 SECRETS = {"AUTH_JWT_SECRET": "compose-test-secret", "POSTGRES_PASSWORD": "compose-test-pw"}
 
 
@@ -64,6 +70,15 @@ def rendered(compose: list[str]) -> dict[str, Any]:
     assert result.returncode == 0, result.stderr
     config: dict[str, Any] = yaml.safe_load(result.stdout)
     return config["services"]
+
+
+def _published(port: Any) -> tuple[str, int]:
+    """(host ip, host port) of a rendered port, in either the long or the short syntax."""
+    if isinstance(port, dict):
+        return port.get("host_ip", ""), int(port["published"])
+    parts = str(port).split("/")[0].split(":")
+    host_ip = parts[0] if len(parts) == 3 else ""
+    return host_ip, int(parts[-2])
 
 
 def _depends(service: dict[str, Any]) -> dict[str, str]:
@@ -157,4 +172,64 @@ def test_configuration_comes_from_the_environment(compose: list[str]) -> None:
     assert result.returncode == 0, result.stderr
     checkout = yaml.safe_load(result.stdout)["services"]["checkout"]
     assert checkout["environment"]["CHECKOUT_LOG_LEVEL"] == "DEBUG"
-    assert [int(p["published"]) for p in checkout["ports"]] == [18000]
+    assert [_published(p)[1] for p in checkout["ports"]] == [18000]
+
+
+def test_every_published_port_is_on_loopback_and_clear_of_make_up(
+    rendered: dict[str, Any],
+) -> None:
+    # `make up` owns 8000-8009, 9092 and 5433 on this machine; the stack must run beside it
+    bare_machine = {*range(8000, 8010), 9092, 9093, 5433}
+    for name, service in rendered.items():
+        for port in service.get("ports", []):
+            host_ip, published = _published(port)
+            assert host_ip == "127.0.0.1", f"{name} publishes on {host_ip or 'every address'}"
+            assert published not in bare_machine, f"{name} publishes {published}"
+
+
+def test_a_newcomer_starts_from_the_committed_env_example(compose: list[str]) -> None:
+    example = ROOT / ".env.example"
+    result = subprocess.run(
+        [*compose, "-f", str(COMPOSE_FILE), "--env-file", str(example), "config"],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        cwd=ROOT,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    env = yaml.safe_load(result.stdout)["services"]["checkout"]["environment"]
+    # the services refuse a shorter secret: the example must start, not just render
+    assert len(env["AUTH_JWT_SECRET"].encode()) >= 32
+
+
+def test_kafka_and_postgres_images_are_configurable(compose: list[str]) -> None:
+    images = {"KAFKA_IMAGE": "localhost/k:1", "POSTGRES_IMAGE": "localhost/pg:15"}
+    result = _config(compose, _env(**SECRETS, **images))
+    assert result.returncode == 0, result.stderr
+    services = yaml.safe_load(result.stdout)["services"]
+    assert services["kafka"]["image"] == "localhost/k:1"
+    assert services["postgres"]["image"] == services["postgres-init"]["image"] == "localhost/pg:15"
+
+
+def test_the_services_run_as_the_images_non_root_user_under_an_init(
+    rendered: dict[str, Any],
+) -> None:
+    for name in [*SERVICES, "simulator", "topics"]:
+        assert rendered[name]["user"] == "leadline", name
+        # python as PID 1 ignores SIGTERM: without an init every stop ends in SIGKILL
+        assert rendered[name]["init"] is True, name
+
+
+def test_state_that_outlives_a_container_is_on_a_volume(rendered: dict[str, Any]) -> None:
+    for name, variable in (
+        ("orchestrator", "ORCHESTRATOR_DATA_DIR"),
+        ("receipts", "RECEIPTS_MAILBOX_DIR"),
+    ):
+        service = rendered[name]
+        path = service["environment"][variable]
+        targets = [
+            v["target"] if isinstance(v, dict) else str(v).split(":")[1] for v in service["volumes"]
+        ]
+        assert path in targets, f"{name}: {variable}={path} is not on a volume"
