@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.integration, pytest.mark.containers]
+pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.containers
 def test_the_platform_and_port_contracts_pass_on_testcontainers() -> None:
     result = subprocess.run(
         [
