@@ -194,11 +194,19 @@ def _order_view(row: dict[str, Any], steps: list[dict[str, Any]]) -> OrderView:
     )
 
 
-def _date_range(first: date, last: date) -> None:
+def _days(
+    first: Annotated[date, Query(alias="from", description="first UTC day, YYYY-MM-DD")],
+    last: Annotated[date, Query(alias="to", description="last UTC day, included")],
+) -> tuple[date, date]:
+    """The figures' `from`..`to`, both included, at most MAX_STATS_DAYS."""
     if first > last:
         raise HTTPException(422, f"from ({first}) is after to ({last})")
     if (last - first).days >= MAX_STATS_DAYS:
         raise HTTPException(422, f"from..to spans more than {MAX_STATS_DAYS} days")
+    return first, last
+
+
+Days = Annotated[tuple[date, date], Depends(_days)]
 
 
 def router(authenticate: Callable[..., Awaitable[Principal]], *, read_wait: float) -> APIRouter:
@@ -341,15 +349,9 @@ def router(authenticate: Callable[..., Awaitable[Principal]], *, read_wait: floa
             403: {"description": "the token lacks the admin scope"},
         },
     )
-    async def sales(
-        caller: Admin,
-        pool: Pool,
-        first: Annotated[date, Query(alias="from", description="first UTC day, YYYY-MM-DD")],
-        last: Annotated[date, Query(alias="to", description="last UTC day, included")],
-    ) -> list[SalesDay]:
+    async def sales(caller: Admin, pool: Pool, days: Days) -> list[SalesDay]:
         """Confirmed orders' lines, counted on the UTC day each order was confirmed."""
-        _date_range(first, last)
-        return [SalesDay(**r) for r in await queries.sales_per_day(pool, first, last)]
+        return [SalesDay(**r) for r in await queries.sales_per_day(pool, *days)]
 
     @routes.get(
         "/stats/outcomes",
@@ -359,14 +361,8 @@ def router(authenticate: Callable[..., Awaitable[Principal]], *, read_wait: floa
             403: {"description": "the token lacks the admin scope"},
         },
     )
-    async def saga_outcomes(
-        caller: Admin,
-        pool: Pool,
-        first: Annotated[date, Query(alias="from", description="first UTC day, YYYY-MM-DD")],
-        last: Annotated[date, Query(alias="to", description="last UTC day, included")],
-    ) -> list[OutcomesDay]:
+    async def saga_outcomes(caller: Admin, pool: Pool, days: Days) -> list[OutcomesDay]:
         """Each order once, on the UTC day of its outcome."""
-        _date_range(first, last)
-        return [OutcomesDay(**r) for r in await queries.outcomes_per_day(pool, first, last)]
+        return [OutcomesDay(**r) for r in await queries.outcomes_per_day(pool, *days)]
 
     return routes
