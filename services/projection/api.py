@@ -122,6 +122,8 @@ class OutcomesDay(BaseModel):
     orders: int
 
 
+UNAUTHORIZED: dict[int | str, dict[str, Any]] = {401: {"description": "no or invalid bearer token"}}
+ADMIN_ONLY = {**UNAUTHORIZED, 403: {"description": "the token lacks the admin scope"}}
 NOT_CAUGHT_UP = {
     "description": "`min_version` was asked for and the view has not applied it within the wait;"
     " `version` is what it has (0: nothing). Retry after `Retry-After` seconds.",
@@ -233,7 +235,7 @@ def router(authenticate: Callable[..., Awaitable[Principal]], *, read_wait: floa
         "/orders/{order_id}",
         summary="An order as the read side sees it",
         responses={
-            401: {"description": "no or invalid bearer token"},
+            **UNAUTHORIZED,
             404: {"description": "no such order, or not one of yours"},
             425: NOT_CAUGHT_UP,
         },
@@ -283,7 +285,7 @@ def router(authenticate: Callable[..., Awaitable[Principal]], *, read_wait: floa
         "/customers/me/orders",
         summary="The caller's orders, newest first",
         responses={
-            401: {"description": "no or invalid bearer token"},
+            **UNAUTHORIZED,
             422: {"description": "a bad cursor or limit"},
         },
     )
@@ -314,7 +316,7 @@ def router(authenticate: Callable[..., Awaitable[Principal]], *, read_wait: floa
         "/stock/{sku}",
         summary="One SKU's stock level",
         responses={
-            401: {"description": "no or invalid bearer token"},
+            **UNAUTHORIZED,
             404: {"description": "no level for this SKU"},
         },
     )
@@ -327,7 +329,7 @@ def router(authenticate: Callable[..., Awaitable[Principal]], *, read_wait: floa
     @routes.get(
         "/stock",
         summary="Stock levels of several SKUs",
-        responses={401: {"description": "no or invalid bearer token"}},
+        responses=UNAUTHORIZED,
     )
     async def some_skus(
         caller: Caller,
@@ -344,10 +346,7 @@ def router(authenticate: Callable[..., Awaitable[Principal]], *, read_wait: floa
     @routes.get(
         "/stats/sales",
         summary="Units and revenue per SKU per day (admin)",
-        responses={
-            401: {"description": "no or invalid bearer token"},
-            403: {"description": "the token lacks the admin scope"},
-        },
+        responses=ADMIN_ONLY,
     )
     async def sales(caller: Admin, pool: Pool, days: Days) -> list[SalesDay]:
         """Confirmed orders' lines, counted on the UTC day each order was confirmed."""
@@ -356,10 +355,7 @@ def router(authenticate: Callable[..., Awaitable[Principal]], *, read_wait: floa
     @routes.get(
         "/stats/outcomes",
         summary="Orders confirmed, rejected (by reason) and cancelled per day (admin)",
-        responses={
-            401: {"description": "no or invalid bearer token"},
-            403: {"description": "the token lacks the admin scope"},
-        },
+        responses=ADMIN_ONLY,
     )
     async def saga_outcomes(caller: Admin, pool: Pool, days: Days) -> list[OutcomesDay]:
         """Each order once, on the UTC day of its outcome."""
