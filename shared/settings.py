@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
@@ -41,6 +41,23 @@ class CommonSettings(BaseSettings):
         default="127.0.0.1:9092",
         validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS"),
         description="comma-separated host:port list (env KAFKA_BOOTSTRAP_SERVERS, never prefixed)",
+    )
+    kafka_replication_factor: int = Field(
+        default=1,
+        ge=1,
+        le=5,
+        validation_alias=AliasChoices("KAFKA_REPLICATION_FACTOR"),
+        description="replicas of every topic this process creates (env KAFKA_REPLICATION_FACTOR)",
+    )
+    # acks=all waits for the in-sync replicas only: with min ISR 1 an acknowledged record may
+    # live on the leader alone, and dies with it. On a cluster, RF 3 with min ISR 2.
+    kafka_min_insync_replicas: int = Field(
+        default=1,
+        ge=1,
+        le=5,
+        validation_alias=AliasChoices("KAFKA_MIN_INSYNC_REPLICAS"),
+        description="min.insync.replicas of every topic this process creates "
+        "(env KAFKA_MIN_INSYNC_REPLICAS); at most the replication factor",
     )
     topic_prefix: str = Field(
         default="",
@@ -71,6 +88,16 @@ class CommonSettings(BaseSettings):
     @classmethod
     def _upper_level(cls, value: Any) -> Any:
         return value.strip().upper() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _min_isr_within_replicas(self) -> CommonSettings:
+        if self.kafka_min_insync_replicas > self.kafka_replication_factor:
+            # the broker would accept such a topic, then refuse every acks=all write to it
+            raise ValueError(
+                f"KAFKA_MIN_INSYNC_REPLICAS ({self.kafka_min_insync_replicas}) must not exceed "
+                f"KAFKA_REPLICATION_FACTOR ({self.kafka_replication_factor})"
+            )
+        return self
 
     @field_validator("kafka_bootstrap_servers")
     @classmethod

@@ -17,7 +17,7 @@ from services.checkout.store import SCHEMA, PostgresCheckoutUnitOfWork, seed_pro
 from shared.auth import AuthSettings, add_auth_check, make_bearer_dependency
 from shared.buses import CommandBus, QueryBus
 from shared.http.health import HealthChecks
-from shared.kafka.consumer import ConsumerRunner
+from shared.kafka.consumer import ConsumerRunner, ConsumerSettings
 from shared.runtime import ServiceRuntime, service_app
 
 
@@ -28,6 +28,10 @@ def runtime(settings: CheckoutSettings) -> ServiceRuntime:
             bootstrap_servers=settings.kafka_bootstrap_servers,
             subscriptions=subscriptions(settings),
             uow_factory=partial(PostgresCheckoutUnitOfWork, pool),
+            settings=ConsumerSettings(
+                replication_factor=settings.kafka_replication_factor,
+                min_insync_replicas=settings.kafka_min_insync_replicas,
+            ),
         )
 
     return ServiceRuntime(

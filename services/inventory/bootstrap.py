@@ -32,7 +32,11 @@ def runtime(settings: InventorySettings) -> ServiceRuntime:
             bootstrap_servers=settings.kafka_bootstrap_servers,
             subscriptions=subscriptions(topics),
             uow_factory=lambda: PostgresInventoryUnitOfWork(pool),
-            settings=ConsumerSettings(group_instance_id=settings.instance_id),
+            settings=ConsumerSettings(
+                group_instance_id=settings.instance_id,
+                replication_factor=settings.kafka_replication_factor,
+                min_insync_replicas=settings.kafka_min_insync_replicas,
+            ),
         )
 
     return ServiceRuntime(

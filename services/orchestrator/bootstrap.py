@@ -7,6 +7,7 @@ import asyncpg
 from fastapi import FastAPI
 
 from services.orchestrator import api
+from services.orchestrator.datadir import DataDirLock
 from services.orchestrator.processor import Processor
 from services.orchestrator.settings import OrchestratorSettings
 from services.orchestrator.store import SCHEMA
@@ -18,7 +19,8 @@ from shared.runtime import ServiceRuntime, service_app
 
 def runtime(settings: OrchestratorSettings) -> ServiceRuntime:
     """Workers start in order and stop in reverse: the processor stops before the view writer,
-    which then writes what the processor last handed it."""
+    which then writes what the processor last handed it. The data directory's lock comes first
+    and goes last: no other worker may open the table's files while this one might."""
     views: list[ViewWriter] = []
 
     def view(pool: asyncpg.Pool) -> ViewWriter:
@@ -34,7 +36,11 @@ def runtime(settings: OrchestratorSettings) -> ServiceRuntime:
         bootstrap_servers=settings.kafka_bootstrap_servers,
         schema=SCHEMA,
         with_relay=False,  # it writes no outbox: commands go out from the stream processor
-        make_workers={"view": view, "processor": processor},
+        make_workers={
+            "data_dir": lambda _: DataDirLock(settings),
+            "view": view,
+            "processor": processor,
+        },
         details={"app_id": settings.faust_id, "store": settings.store},
     )
 

@@ -114,7 +114,7 @@ class Processor:
             datadir=str(s.data_dir / s.faust_id),
             processing_guarantee="at_least_once",
             consumer_auto_offset_reset="earliest",
-            topic_replication_factor=s.replication_factor,
+            topic_replication_factor=s.kafka_replication_factor,
             topic_partitions=SAGA_PARTITIONS,
             table_standby_replicas=s.standby_replicas,
             broker_session_timeout=s.session_timeout,
@@ -165,7 +165,15 @@ class Processor:
         bind_to_running_loop(self.app)
         self.app.finalize()
         self._settings.data_dir.mkdir(parents=True, exist_ok=True)  # faust makes one level only
-        await ensure_topics(self._settings.kafka_bootstrap_servers, self.internal_topics)
+        # faust's own topics are made here, before faust would make them without
+        # min.insync.replicas: it leaves a topic that exists as it is
+        s = self._settings
+        await ensure_topics(
+            s.kafka_bootstrap_servers,
+            self.internal_topics,
+            replication_factor=s.kafka_replication_factor,
+            min_insync_replicas=s.kafka_min_insync_replicas,
+        )
         await self._producer.start()
         # returns once the table is recovered from its changelog (may take a while)
         await self.app.start()

@@ -30,7 +30,6 @@ class OrchestratorSettings(CommonSettings):
     store: Literal["rocksdb", "memory"] = Field(
         default="rocksdb", description="table store; rocksdb (rocksdict) recovers faster"
     )
-    replication_factor: int = Field(default=1, ge=1, le=5)
     standby_replicas: int = Field(default=1, ge=0, le=3)
     session_timeout: float = Field(default=10.0, ge=6.0, description="seconds")
     # how long each waiting status waits for its reply before it compensates (or re-sends)

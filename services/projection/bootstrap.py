@@ -31,6 +31,8 @@ def runtime(settings: ProjectionSettings) -> ServiceRuntime:
                 group_instance_id=settings.instance_id,
                 transaction_batch=settings.transaction_batch,
                 max_poll_records=settings.max_poll_records,
+                replication_factor=settings.kafka_replication_factor,
+                min_insync_replicas=settings.kafka_min_insync_replicas,
             ),
         )
 

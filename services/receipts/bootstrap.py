@@ -51,7 +51,11 @@ def runtime(settings: ReceiptsSettings) -> ServiceRuntime:
             bootstrap_servers=settings.kafka_bootstrap_servers,
             subscriptions=subscriptions(settings.topic("checkout.events"), issuing),
             uow_factory=lambda: PostgresReceiptsUnitOfWork(pool),
-            settings=ConsumerSettings(group_instance_id=settings.instance_id),
+            settings=ConsumerSettings(
+                group_instance_id=settings.instance_id,
+                replication_factor=settings.kafka_replication_factor,
+                min_insync_replicas=settings.kafka_min_insync_replicas,
+            ),
         )
 
     def delivery(pool: asyncpg.Pool) -> DeliveryLoop:

@@ -6,27 +6,37 @@ import asyncio
 import contextlib
 import logging
 import time
+from typing import Annotated
 
 import typer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from schemas.catalogue import TOPICS
+from shared.observability.logging import get_logger
 
+log = get_logger(__name__)
 cli = typer.Typer(add_completion=False, help="Kafka admin helpers for Leadline.")
 
 
-async def wait_for_broker(bootstrap: str, timeout: float) -> None:
-    """Return once the broker answers a metadata request; TimeoutError after `timeout` s."""
+async def wait_for_broker(
+    bootstrap: str, timeout: float, brokers: int = 1, node: int | None = None
+) -> None:
+    """Return once the cluster answers a metadata request naming at least `brokers` live
+    brokers, `node` (an id) among them if given: a fenced or stopped broker is not named.
+    TimeoutError after `timeout` s."""
     deadline = time.monotonic() + timeout
-    last: Exception | None = None
+    last: object = None
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # refused connects are expected here
     while time.monotonic() < deadline:
         admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
         try:
             await admin.start()
             await admin.list_topics()
-            return
+            live = sorted(b["node_id"] for b in (await admin.describe_cluster())["brokers"])
+            if len(live) >= brokers and (node is None or node in live):
+                return
+            last = f"live brokers {live}"
         except (KafkaError, OSError) as exc:
             last = exc
         finally:
@@ -35,14 +45,24 @@ async def wait_for_broker(bootstrap: str, timeout: float) -> None:
     raise TimeoutError(f"kafka at {bootstrap} did not answer within {timeout}s: {last!r}")
 
 
-async def ensure_topics(bootstrap: str, specs: list[tuple[str, int, dict[str, str]]]) -> list[str]:
-    """Create each (name, partitions, config) topic that does not exist yet; return those made."""
+async def ensure_topics(
+    bootstrap: str,
+    specs: list[tuple[str, int, dict[str, str]]],
+    *,
+    replication_factor: int = 1,
+    min_insync_replicas: int = 1,
+) -> list[str]:
+    """Create each (name, partitions, config) topic that does not exist yet, with
+    `replication_factor` replicas and `min.insync.replicas` (unless its config names one);
+    return those made. A topic that exists already is left as it is: one with another
+    replication factor is logged, never reassigned."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
+        isr = {"min.insync.replicas": str(min_insync_replicas)}
         missing = [
-            NewTopic(name, partitions, 1, topic_configs=config)
+            NewTopic(name, partitions, replication_factor, topic_configs={**isr, **config})
             for name, partitions, config in specs
             if name not in existing
         ]
@@ -51,9 +71,28 @@ async def ensure_topics(bootstrap: str, specs: list[tuple[str, int, dict[str, st
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(missing)
             await _wait_for_leaders(admin, [t.name for t in missing])
+        present = [name for name, _, _ in specs if name in existing]
+        if present:
+            await _warn_on_replication(admin, present, replication_factor)
         return [t.name for t in missing]
     finally:
         await admin.close()
+
+
+async def _warn_on_replication(
+    admin: AIOKafkaAdminClient, names: list[str], replication_factor: int
+) -> None:
+    # A topic made before the cluster grew keeps its replicas: acks=all then protects less than
+    # the settings promise. Reassignment is an operator's decision, so say so and carry on.
+    for topic in await admin.describe_topics(names):
+        actual = {len(p["replicas"]) for p in topic["partitions"]}
+        if topic["error_code"] == 0 and actual and actual != {replication_factor}:
+            log.warning(
+                f"topic {topic['topic']} exists with another replication factor",
+                topic=topic["topic"],
+                replication_factor=sorted(actual),
+                asked=replication_factor,
+            )
 
 
 async def partitions(bootstrap: str, names: list[str]) -> dict[str, list[int]]:
@@ -102,15 +141,41 @@ def catalogue_specs(prefix: str = "") -> list[tuple[str, int, dict[str, str]]]:
 
 
 @cli.command("wait")
-def wait_cmd(bootstrap: str = "127.0.0.1:9092", timeout: float = 60.0) -> None:
-    """Wait until the broker answers metadata requests."""
-    asyncio.run(wait_for_broker(bootstrap, timeout))
+def wait_cmd(
+    bootstrap: str = "127.0.0.1:9092",
+    timeout: float = 60.0,
+    brokers: int = 1,
+    node: Annotated[int | None, typer.Option(help="a node id that must be live")] = None,
+) -> None:
+    """Wait until the cluster answers metadata requests naming `brokers` live brokers."""
+    asyncio.run(wait_for_broker(bootstrap, timeout, brokers, node))
 
 
 @cli.command("ensure-topics")
-def ensure_topics_cmd(bootstrap: str = "127.0.0.1:9092", prefix: str = "") -> None:
+def ensure_topics_cmd(
+    bootstrap: str = "127.0.0.1:9092",
+    prefix: str = "",
+    replication_factor: Annotated[
+        int, typer.Option(envvar="KAFKA_REPLICATION_FACTOR", min=1, max=5)
+    ] = 1,
+    min_insync_replicas: Annotated[
+        int, typer.Option(envvar="KAFKA_MIN_INSYNC_REPLICAS", min=1, max=5)
+    ] = 1,
+) -> None:
     """Create every catalogue topic (and its dead-letter topic) that is missing."""
-    made = asyncio.run(ensure_topics(bootstrap, catalogue_specs(prefix)))
+    if min_insync_replicas > replication_factor:
+        raise typer.BadParameter(
+            f"--min-insync-replicas {min_insync_replicas} exceeds "
+            f"--replication-factor {replication_factor}"
+        )
+    made = asyncio.run(
+        ensure_topics(
+            bootstrap,
+            catalogue_specs(prefix),
+            replication_factor=replication_factor,
+            min_insync_replicas=min_insync_replicas,
+        )
+    )
     typer.echo(f"topics created: {', '.join(made) if made else 'none (all exist)'}")
 
 

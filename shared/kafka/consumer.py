@@ -75,6 +75,10 @@ class ConsumerSettings:
     stop_timeout: float = 30.0
     # static membership: a restarted instance takes its partitions back without a rebalance
     group_instance_id: str | None = None
+    # the dead-letter topics start() creates: the service's KAFKA_REPLICATION_FACTOR and
+    # KAFKA_MIN_INSYNC_REPLICAS, so a dead letter is as durable as the record it stands for
+    replication_factor: int = 1
+    min_insync_replicas: int = 1
 
 
 class _Interrupted(Exception):
@@ -137,8 +141,13 @@ class ConsumerRunner(Generic[U]):
     async def start(self) -> None:
         """Create missing dead-letter topics, connect, subscribe (group id = name)."""
         dlq_specs = [(dead_letter_topic(t), 1, {"cleanup.policy": "delete"}) for t in self._topics]
-        await ensure_topics(self._bootstrap, dlq_specs)
         s = self._settings
+        await ensure_topics(
+            self._bootstrap,
+            dlq_specs,
+            replication_factor=s.replication_factor,
+            min_insync_replicas=s.min_insync_replicas,
+        )
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=self._bootstrap,
             client_id=self.name,

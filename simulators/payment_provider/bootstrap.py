@@ -7,7 +7,7 @@ from fastapi import FastAPI
 
 from shared.auth import AuthSettings, add_auth_check, make_bearer_dependency
 from shared.http.health import HealthChecks
-from shared.kafka.consumer import ConsumerRunner
+from shared.kafka.consumer import ConsumerRunner, ConsumerSettings
 from shared.runtime import ServiceRuntime, service_app
 from simulators.payment_provider import api
 from simulators.payment_provider.consumers import Topics, subscriptions
@@ -26,6 +26,10 @@ def runtime(settings: SimulatorSettings, controls: Controls) -> ServiceRuntime:
             bootstrap_servers=settings.kafka_bootstrap_servers,
             subscriptions=subscriptions(topics, controls),
             uow_factory=lambda: PostgresSimulatorUnitOfWork(pool),
+            settings=ConsumerSettings(
+                replication_factor=settings.kafka_replication_factor,
+                min_insync_replicas=settings.kafka_min_insync_replicas,
+            ),
         )
 
     def publisher(pool: asyncpg.Pool) -> AnswerPublisher:

@@ -17,7 +17,14 @@ from shared.settings import CommonSettings
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("KAFKA_BOOTSTRAP_SERVERS", "LOG_LEVEL", "SERVICE_NAME", "HTTP_PORT"):
+    for name in (
+        "KAFKA_BOOTSTRAP_SERVERS",
+        "KAFKA_REPLICATION_FACTOR",
+        "KAFKA_MIN_INSYNC_REPLICAS",
+        "LOG_LEVEL",
+        "SERVICE_NAME",
+        "HTTP_PORT",
+    ):
         monkeypatch.delenv(name, raising=False)
     for name in ("DATABASE_URL", "HTTP_PORT", "LOG_LEVEL", "KAFKA_BOOTSTRAP_SERVERS"):
         monkeypatch.delenv(f"CHECKOUT_{name}", raising=False)
@@ -50,6 +57,42 @@ def test_subclass_prefixes_its_fields_but_not_kafka(monkeypatch: pytest.MonkeyPa
     assert settings.http_port == 8100
     assert settings.log_level == "WARNING"
     assert settings.service_name == "checkout"
+
+
+def test_topic_durability_defaults_to_a_single_broker() -> None:
+    settings = CommonSettings()
+    assert (settings.kafka_replication_factor, settings.kafka_min_insync_replicas) == (1, 1)
+
+
+def test_topic_durability_is_read_unprefixed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KAFKA_REPLICATION_FACTOR", "3")
+    monkeypatch.setenv("KAFKA_MIN_INSYNC_REPLICAS", "2")
+    monkeypatch.setenv("CHECKOUT_KAFKA_REPLICATION_FACTOR", "5")  # prefixed: not read
+    settings = CheckoutSettings(database_url="postgresql://u:p@db:5432/checkout")
+    assert (settings.kafka_replication_factor, settings.kafka_min_insync_replicas) == (3, 2)
+
+
+@pytest.mark.parametrize(("replicas", "min_isr"), [(1, 2), (3, 4)])
+def test_min_insync_replicas_above_the_replication_factor_is_refused(
+    monkeypatch: pytest.MonkeyPatch, replicas: int, min_isr: int
+) -> None:
+    monkeypatch.setenv("KAFKA_REPLICATION_FACTOR", str(replicas))
+    monkeypatch.setenv("KAFKA_MIN_INSYNC_REPLICAS", str(min_isr))
+    with pytest.raises(ValidationError, match=r"KAFKA_MIN_INSYNC_REPLICAS \(\d\) must not exceed"):
+        CommonSettings()
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("kafka_replication_factor", 0),
+        ("kafka_replication_factor", 6),
+        ("kafka_min_insync_replicas", 0),
+    ],
+)
+def test_topic_durability_out_of_range_is_refused(field: str, value: int) -> None:
+    with pytest.raises(ValidationError, match=field):
+        CommonSettings(**{field: value})
 
 
 @pytest.mark.parametrize(
