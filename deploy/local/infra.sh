@@ -1,14 +1,26 @@
 #!/usr/bin/env bash
-# Real Apache Kafka (KRaft, single node) and real PostgreSQL on a bare machine, no Docker engine.
+# Real Apache Kafka (KRaft) and real PostgreSQL on a bare machine, no Docker engine.
 #
 #   infra.sh up      fetch what is missing, start both, wait until they answer, create databases
+#                    and the catalogue topics (RF 3 / min ISR 2 on a cluster, 1 / 1 on one node)
 #   infra.sh down    stop only what this script started (by pid file), leave no process behind
-#   infra.sh status  what runs where
+#   infra.sh status  what runs where, each Kafka node on its own line
 #   infra.sh fetch   fetch/install what is missing (Kafka jars, PostgreSQL, a compose client), start nothing
-#   infra.sh kafka-up / kafka-down   Kafka alone, no topics: for extra brokers (LEADLINE_RUN_DIR,
-#                    KAFKA_PORT, KAFKA_CONTROLLER_PORT) that tests start, restart and throw away
+#   infra.sh kafka-up / kafka-down   Kafka alone, no topics: for throw-away brokers that tests
+#                    start, restart and remove (LEADLINE_RUN_DIR and the ports below)
+#   infra.sh kafka-node-up N         start node N (1-based) again, wait until it names itself live
+#   infra.sh kafka-node-kill N       SIGKILL node N and wait until it is gone (fault tests)
 #   infra.sh pg-up / pg-down         PostgreSQL alone: for a throw-away cluster (LEADLINE_RUN_DIR,
 #                    PG_PORT, LEADLINE_DATABASES) that tests stop and start again
+#   infra.sh pg-crash                stop it as a crash would (pg_ctl -m immediate): no checkpoint
+#
+# KAFKA_NODES=1 (default, unless a cluster runs from this run dir): one combined broker + controller on KAFKA_PORT (9092), controller
+# KAFKA_CONTROLLER_PORT (9093). KAFKA_NODES=3: three combined nodes (ids 1..3, one static
+# controller quorum) on KAFKA_PORTS="9092 9094 9096", controllers KAFKA_CONTROLLER_PORTS="9093
+# 9095 9097"; internal topics replicated 3 times with min.insync.replicas 2, so losing one node
+# loses no acknowledged record. Each mode keeps its own data (.run/kafka, .run/kafka-cluster);
+# switching needs `down` first, and says so. `up` and `kafka-up` write $RUN/kafka.env
+# (KAFKA_BOOTSTRAP_SERVERS, KAFKA_REPLICATION_FACTOR, KAFKA_MIN_INSYNC_REPLICAS) for services.
 #
 # Idempotent: `up` on a running stack does nothing; `down` on a stopped one does nothing.
 # Everything lives under the git-ignored .run/ (data, logs, pids) and .cache/ (Kafka jars).
@@ -20,10 +32,37 @@ CACHE=${LEADLINE_CACHE_DIR:-$ROOT/.cache}
 PY=${LEADLINE_PYTHON:-$ROOT/.venv/bin/python}
 
 KAFKA_VERSION=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$ROOT/deploy/kafka/pom.xml")
-KAFKA_PORT=${KAFKA_PORT:-9092}
-KAFKA_CONTROLLER_PORT=${KAFKA_CONTROLLER_PORT:-9093}
-# 2 cores and everything else on the same machine: a small fixed heap is plenty for one node.
-KAFKA_HEAP_OPTS=${KAFKA_HEAP_OPTS:--Xms256m -Xmx768m}
+# unset: whichever mode runs from this run dir (so `status` and `up` after a cluster `up` see the
+# cluster), else one node
+if [ -z "${KAFKA_NODES:-}" ]; then
+  KAFKA_NODES=1
+  for f in "$RUN"/pids/kafka-[0-9]*.pid; do
+    [ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null && KAFKA_NODES=3 && break
+  done
+fi
+case "$KAFKA_NODES" in
+  1)
+    KAFKA_PORTS=${KAFKA_PORTS:-${KAFKA_PORT:-9092}}
+    KAFKA_CONTROLLER_PORTS=${KAFKA_CONTROLLER_PORTS:-${KAFKA_CONTROLLER_PORT:-9093}}
+    # 2 cores and everything else on the same machine: a small fixed heap is plenty for one node.
+    KAFKA_HEAP_OPTS=${KAFKA_HEAP_OPTS:--Xms256m -Xmx768m}
+    KAFKA_DIR=$RUN/kafka
+    KAFKA_RF=1 KAFKA_MIN_ISR=1 ;;
+  3)
+    KAFKA_PORTS=${KAFKA_PORTS:-9092 9094 9096}
+    KAFKA_CONTROLLER_PORTS=${KAFKA_CONTROLLER_PORTS:-9093 9095 9097}
+    KAFKA_HEAP_OPTS=${KAFKA_HEAP_OPTS:--Xms128m -Xmx512m}  # three JVMs share the machine
+    KAFKA_DIR=$RUN/kafka-cluster
+    KAFKA_RF=3 KAFKA_MIN_ISR=2 ;;
+  *) printf '[infra] error: KAFKA_NODES=%s: 1 or 3 are supported\n' "$KAFKA_NODES" >&2; exit 2 ;;
+esac
+read -r -a BROKER_PORTS <<<"$KAFKA_PORTS"
+read -r -a CONTROLLER_PORTS <<<"$KAFKA_CONTROLLER_PORTS"
+if [ "${#BROKER_PORTS[@]}" != "$KAFKA_NODES" ] || [ "${#CONTROLLER_PORTS[@]}" != "$KAFKA_NODES" ]; then
+  printf '[infra] error: KAFKA_NODES=%s needs as many KAFKA_PORTS (%s) and KAFKA_CONTROLLER_PORTS (%s)\n' \
+    "$KAFKA_NODES" "$KAFKA_PORTS" "$KAFKA_CONTROLLER_PORTS" >&2
+  exit 2
+fi
 # extra server.properties lines, e.g. a short broker.session.timeout.ms for a throw-away test broker
 KAFKA_EXTRA_PROPERTIES=${KAFKA_EXTRA_PROPERTIES:-}
 PG_PORT=${PG_PORT:-5433}
@@ -32,8 +71,6 @@ PG_PASSWORD=${PG_PASSWORD:-leadline}
 DATABASES=${LEADLINE_DATABASES:-"checkout inventory receipts projection orchestrator simulator"}
 
 KAFKA_JARS=$CACHE/kafka-$KAFKA_VERSION
-KAFKA_DIR=$RUN/kafka
-KAFKA_PID=$RUN/pids/kafka.pid
 PG_PID_HINT=$RUN/pids/postgres.dir   # where the data dir lives (it may fall back outside .run)
 
 log() { printf '[infra] %s\n' "$*" >&2; }
@@ -64,28 +101,49 @@ kafka_fetch() {
   touch "$KAFKA_JARS/.complete"
 }
 
+# Node n (1-based) of the configured mode. One node keeps the layout it always had (.run/kafka,
+# pids/kafka.pid), so a running dev broker is still found; cluster nodes live apart from it.
+node_dir() { if [ "$KAFKA_NODES" = 1 ]; then echo "$KAFKA_DIR"; else echo "$KAFKA_DIR/node-$1"; fi; }
+node_pid() { if [ "$KAFKA_NODES" = 1 ]; then echo "$RUN/pids/kafka.pid"; else echo "$RUN/pids/kafka-$1.pid"; fi; }
+node_log() { if [ "$KAFKA_NODES" = 1 ]; then echo "$RUN/logs/kafka.log"; else echo "$RUN/logs/kafka-$1.log"; fi; }
+node_port() { echo "${BROKER_PORTS[$(($1 - 1))]}"; }
+node_ids() { seq 1 "$KAFKA_NODES"; }
+bootstrap() { local p out=; for p in "${BROKER_PORTS[@]}"; do out=${out:+$out,}127.0.0.1:$p; done; echo "$out"; }
+# every Kafka pid file of this run dir, whichever mode started it
+all_kafka_pids() { ls "$RUN"/pids/kafka.pid "$RUN"/pids/kafka-[0-9]*.pid 2>/dev/null || true; }
+
+check_node() {
+  if ! [[ "${1:-}" =~ ^[0-9]+$ ]] || [ "$1" -lt 1 ] || [ "$1" -gt "$KAFKA_NODES" ]; then
+    die "node '${1:-}': 1..$KAFKA_NODES (KAFKA_NODES=$KAFKA_NODES)"
+  fi
+}
+
 kafka_config() {
-  mkdir -p "$KAFKA_DIR"
-  cat >"$KAFKA_DIR/server.properties" <<EOF
-# generated by deploy/local/infra.sh: single node, combined broker + controller, loopback only
+  local n=$1 dir voters='' i rf=$KAFKA_RF isr=$KAFKA_MIN_ISR
+  dir=$(node_dir "$n")
+  for i in $(node_ids); do voters=${voters:+$voters,}$i@127.0.0.1:${CONTROLLER_PORTS[$((i - 1))]}; done
+  mkdir -p "$dir"
+  cat >"$dir/server.properties" <<EOF
+# generated by deploy/local/infra.sh: node $n of $KAFKA_NODES, combined broker + controller, loopback only
 process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+node.id=$n
+controller.quorum.voters=$voters
+listeners=PLAINTEXT://127.0.0.1:$(node_port "$n"),CONTROLLER://127.0.0.1:${CONTROLLER_PORTS[$((n - 1))]}
+advertised.listeners=PLAINTEXT://127.0.0.1:$(node_port "$n")
 controller.listener.names=CONTROLLER
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
 inter.broker.listener.name=PLAINTEXT
-log.dirs=$KAFKA_DIR/data
-# one node: every internal topic must have replication factor 1, the transaction log included,
-# or idempotent/transactional producers and consumer groups never become available.
-offsets.topic.replication.factor=1
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
-min.insync.replicas=1
-default.replication.factor=1
+log.dirs=$dir/data
+# Every internal topic as replicated as the cluster allows: 1 on one node (the transaction log
+# included, or idempotent/transactional producers and consumer groups never become available);
+# 3 on a cluster with min ISR 2, so an acks=all write is on two nodes before it is acknowledged.
+offsets.topic.replication.factor=$rf
+transaction.state.log.replication.factor=$rf
+transaction.state.log.min.isr=$isr
+share.coordinator.state.topic.replication.factor=$rf
+share.coordinator.state.topic.min.isr=$isr
+min.insync.replicas=$isr
+default.replication.factor=$rf
 num.partitions=1
 offsets.topic.num.partitions=10
 transaction.state.log.num.partitions=10
@@ -96,38 +154,126 @@ $KAFKA_EXTRA_PROPERTIES
 EOF
 }
 
-kafka_up() {
-  if alive "$KAFKA_PID"; then log "kafka already running (pid $(cat "$KAFKA_PID"))"; return 0; fi
-  port_open "$KAFKA_PORT" && die "port $KAFKA_PORT is taken by a process this script did not start"
-  kafka_fetch
-  kafka_config
-  mkdir -p "$RUN/pids" "$RUN/logs"
-  local cp="$KAFKA_JARS/*"
-  if [ ! -f "$KAFKA_DIR/data/meta.properties" ]; then
-    local cluster_id
-    cluster_id=$(java -cp "$cp" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n1)
-    java -Dlog4j2.configurationFile="$ROOT/deploy/kafka/log4j2.properties" -cp "$cp" \
-      kafka.tools.StorageTool format -t "$cluster_id" -c "$KAFKA_DIR/server.properties" >&2
+kafka_cluster_id() {
+  # one id for every node of a mode: a node formatted with another never joins the quorum
+  local file=$KAFKA_DIR/cluster.id
+  local id=-
+  if [ ! -s "$file" ]; then
+    mkdir -p "$KAFKA_DIR"
+    # what `StorageTool random-uuid` prints (16 random bytes, URL-safe base64, no padding)
+    # without a JVM start; never with a leading '-', which command lines take for an option
+    while [ "${id:0:1}" = - ]; do id=$(head -c16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '='); done
+    echo "$id" >"$file.tmp" && mv "$file.tmp" "$file"
   fi
-  log "starting kafka $KAFKA_VERSION on 127.0.0.1:$KAFKA_PORT"
+  cat "$file"
+}
+
+kafka_other_mode_running() {
+  local f mine=' ' n
+  for n in $(node_ids); do mine="$mine$(node_pid "$n") "; done
+  for f in $(all_kafka_pids); do
+    case "$mine" in *" $f "*) ;; *) alive "$f" && return 0 ;; esac
+  done
+  return 1
+}
+
+kafka_format() {  # write node n's config; format its storage unless done before
+  local dir; dir=$(node_dir "$1")
+  kafka_config "$1"
+  [ -f "$dir/data/meta.properties" ] && return 0
+  java -Dlog4j2.configurationFile="$ROOT/deploy/kafka/log4j2.properties" -cp "$KAFKA_JARS/*" \
+    kafka.tools.StorageTool format -t "$(kafka_cluster_id)" -c "$dir/server.properties" >/dev/null
+}
+
+# Start node n unless it runs, and return at once: a cluster node answers only once a quorum
+# of controllers runs, so every node is started before any is waited for.
+kafka_node_start() {
+  local n=$1 dir pid port cp="$KAFKA_JARS/*"
+  dir=$(node_dir "$n"); pid=$(node_pid "$n"); port=$(node_port "$n")
+  if alive "$pid"; then log "kafka node $n already running (pid $(cat "$pid"))"; return 0; fi
+  port_open "$port" && die "port $port is taken by a process this script did not start"
+  kafka_format "$n"
+  mkdir -p "$RUN/pids" "$RUN/logs"
+  log "starting kafka $KAFKA_VERSION node $n of $KAFKA_NODES on 127.0.0.1:$port"
   # setsid: the broker must not die with the shell that started it (make up returns).
+  # shellcheck disable=SC2086  # KAFKA_HEAP_OPTS is a list of JVM options
   setsid nohup java $KAFKA_HEAP_OPTS -XX:+UseG1GC -Djava.awt.headless=true \
     -Dlog4j2.configurationFile="$ROOT/deploy/kafka/log4j2.properties" \
-    -cp "$cp" kafka.Kafka "$KAFKA_DIR/server.properties" \
-    >>"$RUN/logs/kafka.log" 2>&1 </dev/null &
-  echo $! >"$KAFKA_PID"
-  "$PY" -m shared.kafka.admin wait --bootstrap "127.0.0.1:$KAFKA_PORT" --timeout 90 \
-    || { tail -n 40 "$RUN/logs/kafka.log" >&2; die "kafka did not answer metadata requests"; }
+    -cp "$cp" kafka.Kafka "$dir/server.properties" \
+    >>"$(node_log "$n")" 2>&1 </dev/null &
+  echo $! >"$pid"
+}
+
+# Until the cluster's metadata names every node as a live (registered, unfenced) broker; with a
+# node id, until it names that node, asked of the node itself: one killed moments ago is still
+# named until its session expires, and other nodes may be down on purpose.
+kafka_wait() {
+  local args=(--bootstrap "$(bootstrap)" --brokers "$KAFKA_NODES")
+  [ -n "${1:-}" ] && args=(--bootstrap "127.0.0.1:$(node_port "$1")" --node "$1")
+  "$PY" -m shared.kafka.admin wait "${args[@]}" --timeout 120 && return 0
+  local n
+  for n in $(node_ids); do log "--- $(node_log "$n")"; tail -n 20 "$(node_log "$n")" >&2 || true; done
+  die "kafka did not answer metadata requests naming ${1:+node }${1:-$KAFKA_NODES live broker(s)}"
+}
+
+kafka_env() {
+  mkdir -p "$RUN"
+  cat >"$RUN/kafka.env.tmp" <<EOF
+KAFKA_BOOTSTRAP_SERVERS=$(bootstrap)
+KAFKA_REPLICATION_FACTOR=$KAFKA_RF
+KAFKA_MIN_INSYNC_REPLICAS=$KAFKA_MIN_ISR
+EOF
+  mv "$RUN/kafka.env.tmp" "$RUN/kafka.env"
+}
+
+kafka_up() {
+  if kafka_other_mode_running; then
+    die "a Kafka of the other KAFKA_NODES mode runs from $RUN: run 'infra.sh kafka-down' (or 'down') first"
+  fi
+  kafka_fetch
+  kafka_cluster_id >/dev/null
+  local n pids=()
+  # a JVM start each: format side by side (kafka_node_start finds them formatted)
+  for n in $(node_ids); do alive "$(node_pid "$n")" || { kafka_format "$n" & pids+=($!); }; done
+  for n in "${pids[@]}"; do wait "$n" || die "formatting kafka storage failed"; done
+  for n in $(node_ids); do kafka_node_start "$n"; done
+  kafka_wait
+  kafka_env
+}
+
+kafka_node_up() {
+  check_node "${1:-}"
+  kafka_fetch
+  kafka_node_start "$1"
+  kafka_wait "$1"
+}
+
+kafka_stop_pid() {  # pid file, signal
+  alive "$1" || { rm -f "$1"; return 0; }
+  local pid; pid=$(cat "$1")
+  log "stopping $(basename "$1" .pid) (pid $pid, SIG$2)"
+  kill "-$2" "$pid"
+  for _ in $(seq 1 60); do pid_running "$pid" || break; sleep 0.5; done
+  pid_running "$pid" && { log "kafka pid $pid did not stop in 30 s, killing"; kill -KILL "$pid"; }
+  rm -f "$1"
+}
+
+kafka_node_kill() {
+  check_node "${1:-}"
+  local port; port=$(node_port "$1")
+  kafka_stop_pid "$(node_pid "$1")" KILL
+  # the leader thread turns zombie before the JVM's last threads have closed its sockets:
+  # wait for the port too, or the next start finds it "taken"
+  for _ in $(seq 1 60); do port_open "$port" || return 0; sleep 0.5; done
+  die "port $port still open 30 s after node $1 was killed"
 }
 
 kafka_down() {
-  alive "$KAFKA_PID" || { rm -f "$KAFKA_PID"; return 0; }
-  local pid; pid=$(cat "$KAFKA_PID")
-  log "stopping kafka (pid $pid)"
-  kill -TERM "$pid"
-  for _ in $(seq 1 60); do pid_running "$pid" || break; sleep 0.5; done
-  pid_running "$pid" && { log "kafka did not stop in 30 s, killing"; kill -KILL "$pid"; }
-  rm -f "$KAFKA_PID"
+  # Every node of this run dir, whichever mode started it, all at once: one at a time, the last
+  # nodes of a cluster would wait for a controller quorum that is already gone.
+  local f
+  for f in $(all_kafka_pids); do kafka_stop_pid "$f" TERM & done
+  wait
 }
 
 # ---------------------------------------------------------------- PostgreSQL
@@ -204,11 +350,11 @@ EOF
   done
 }
 
-pg_down() {
+pg_down() {  # [mode]: fast (default), or immediate: no checkpoint, recovery at the next start
   pg_running || return 0
-  local bin dir; bin=$(pg_bindir); dir=$(pg_datadir)
-  log "stopping postgres"
-  as_pg "$bin/pg_ctl" -D "$dir/data" -m fast -w -t 60 stop >/dev/null
+  local bin dir mode=${1:-fast}; bin=$(pg_bindir); dir=$(pg_datadir)
+  log "stopping postgres (-m $mode)"
+  as_pg "$bin/pg_ctl" -D "$dir/data" -m "$mode" -w -t 60 stop >/dev/null
 }
 
 # ---------------------------------------------------------------- compose client
@@ -227,23 +373,37 @@ compose_client() {
 # ---------------------------------------------------------------- commands
 
 status() {
-  if alive "$KAFKA_PID"; then
-    echo "kafka      running  127.0.0.1:$KAFKA_PORT (pid $(cat "$KAFKA_PID"), Apache Kafka $KAFKA_VERSION, KRaft)"
-  else echo "kafka      stopped"; fi
+  local n pid label
+  for n in $(node_ids); do
+    pid=$(node_pid "$n")
+    label=kafka-$n; [ "$KAFKA_NODES" = 1 ] && label='kafka  '
+    if alive "$pid"; then
+      echo "$label    running  127.0.0.1:$(node_port "$n") (pid $(cat "$pid"), Apache Kafka $KAFKA_VERSION, KRaft node $n of $KAFKA_NODES)"
+    else echo "$label    stopped  127.0.0.1:$(node_port "$n")"; fi
+  done
+  if kafka_other_mode_running; then echo "kafka      nodes of the other KAFKA_NODES mode run from $RUN"; fi
   if pg_running; then
     echo "postgres   running  postgresql://$PG_USER@127.0.0.1:$PG_PORT/ (databases: $DATABASES)"
   else echo "postgres   stopped"; fi
 }
 
+topics() {
+  KAFKA_REPLICATION_FACTOR=$KAFKA_RF KAFKA_MIN_INSYNC_REPLICAS=$KAFKA_MIN_ISR \
+    "$PY" -m shared.kafka.admin ensure-topics --bootstrap "$(bootstrap)"
+}
+
 case "${1:-}" in
   # `up` fetches too, so `make test` on a fresh clone needs no step before it
-  up) compose_client; pg_up; kafka_up; "$PY" -m shared.kafka.admin ensure-topics --bootstrap "127.0.0.1:$KAFKA_PORT" ;;
+  up) compose_client; pg_up; kafka_up; topics ;;
   down) kafka_down; pg_down ;;
   status) status ;;
   fetch) kafka_fetch; pg_install; compose_client ;;
   kafka-up) kafka_up ;;
   kafka-down) kafka_down ;;
+  kafka-node-up) kafka_node_up "${2:-}" ;;
+  kafka-node-kill) kafka_node_kill "${2:-}" ;;
   pg-up) pg_up ;;
   pg-down) pg_down ;;
-  *) echo "usage: $0 up|down|status|fetch|kafka-up|kafka-down|pg-up|pg-down" >&2; exit 2 ;;
+  pg-crash) pg_down immediate ;;
+  *) echo "usage: $0 up|down|status|fetch|kafka-up|kafka-down|kafka-node-up N|kafka-node-kill N|pg-up|pg-down|pg-crash" >&2; exit 2 ;;
 esac

@@ -8,97 +8,30 @@ throws it away afterwards, even when the test fails.
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-import signal
-import socket
-import subprocess
 from collections import defaultdict
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from tests.support import eventually, unique
+from tests.support.infra import OwnKafka, is_kafka_jvm, pid_running
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
-INFRA = ROOT / "deploy/local/infra.sh"
 KEYS = [f"order-{i}".encode() for i in range(5)]
 PER_KEY = 40
 
 
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
-def _running(pid: int) -> bool:
-    """Alive and not a zombie (a killed process lingers as one until PID 1 reaps it)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rpartition(")")[2].split()[0] != "Z"
-
-
-def _listening(address: str) -> bool:
-    host, _, port = address.rpartition(":")
-    with socket.socket() as s:
-        return s.connect_ex((host, int(port))) == 0
-
-
-@dataclass(frozen=True)
-class OwnBroker:
-    run_dir: Path
-    env: dict[str, str]
-    bootstrap: str
-
-    @property
-    def pid(self) -> int:
-        return int((self.run_dir / "pids/kafka.pid").read_text())
-
-    def infra(self, command: str) -> None:
-        subprocess.run(["bash", str(INFRA), command], env=self.env, check=True, timeout=180)
-
-    def is_kafka_jvm(self, pid: int) -> bool:
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        return argv[0].endswith(b"java") and b"kafka.Kafka" in argv
-
-
 @pytest.fixture(scope="module")
-def own_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OwnBroker]:
-    run_dir = tmp_path_factory.mktemp("own-broker")
-    kafka_port, controller_port = _free_ports(2)
-    env = {
-        **os.environ,
-        "LEADLINE_RUN_DIR": str(run_dir),
-        "KAFKA_PORT": str(kafka_port),
-        "KAFKA_CONTROLLER_PORT": str(controller_port),
-        "KAFKA_HEAP_OPTS": "-Xms128m -Xmx384m",
-        # After a kill the restarted node cannot register until its previous incarnation's
-        # session expires (9 s by default): keep that short on this throw-away broker.
-        "KAFKA_EXTRA_PROPERTIES": "\n".join(
-            ["broker.session.timeout.ms=3000", "broker.heartbeat.interval.ms=500"]
-        ),
-    }
-    broker = OwnBroker(run_dir, env, f"127.0.0.1:{kafka_port}")
+def own_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OwnKafka]:
+    broker = OwnKafka(tmp_path_factory.mktemp("own-broker"))
     try:
-        broker.infra("kafka-up")
+        broker.up()
         yield broker
     finally:
-        subprocess.run(["bash", str(INFRA), "kafka-down"], env=env, check=False, timeout=120)
-        shutil.rmtree(run_dir, ignore_errors=True)
+        broker.remove()
 
 
 async def _send_round(
@@ -116,27 +49,21 @@ async def _send_round(
     return acked
 
 
-async def _stop_and_restart(broker: OwnBroker, how: str) -> None:
-    old = broker.pid
+async def _stop_and_restart(broker: OwnKafka, how: str) -> None:
+    old = broker.pid()
     if how == "SIGTERM":
-        await asyncio.to_thread(broker.infra, "kafka-down")  # clean stop: TERM, wait for exit
+        await asyncio.to_thread(broker.down)  # clean stop: TERM, wait for exit
     else:
-        os.kill(old, signal.SIGKILL)
-
-        async def running() -> bool:
-            # the thread-group leader turns zombie before the JVM's last threads have closed
-            # its sockets: wait for the port too, or kafka-up finds it "taken"
-            return _running(old) or _listening(broker.bootstrap)
-
-        await eventually(running, lambda alive: not alive, what=f"kafka pid {old} gone")
-    assert not _running(old)
-    await asyncio.to_thread(broker.infra, "kafka-up")
-    assert broker.pid != old
-    assert broker.is_kafka_jvm(broker.pid)
+        # SIGKILL; returns once the process is gone and its port closed
+        await asyncio.to_thread(broker.kill)
+    assert not pid_running(old)
+    await asyncio.to_thread(broker.up)
+    assert broker.pid() != old
+    assert is_kafka_jvm(broker.pid())
 
 
 @pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
-async def test_broker_restart_loses_no_acknowledged_record(own_broker: OwnBroker, how: str) -> None:
+async def test_broker_restart_loses_no_acknowledged_record(own_broker: OwnKafka, how: str) -> None:
     topic = unique("restart")
     admin = AIOKafkaAdminClient(bootstrap_servers=own_broker.bootstrap)
     await admin.start()

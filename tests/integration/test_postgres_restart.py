@@ -11,8 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shutil
-import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -30,9 +28,9 @@ from schemas.warehouse.v1 import StockReceived
 from shared.auth import AuthSettings, mint_token
 from shared.envelope import Envelope
 from shared.kafka.dead_letters import list_dead_letters
-from tests.conftest import ROOT
 from tests.support import eventually
-from tests.support.processes import ServiceProcess, free_port, produce
+from tests.support.infra import OwnPostgres
+from tests.support.processes import ServiceProcess, produce
 
 pytestmark = pytest.mark.integration
 
@@ -42,41 +40,9 @@ OUTAGE_SECONDS = float(os.environ.get("LEADLINE_PG_OUTAGE_SECONDS", "30"))
 ORDERS = 8
 
 
-class Cluster:
-    """A PostgreSQL cluster of this test's own, started and stopped by the project's script."""
-
-    def __init__(self, run_dir: Path) -> None:
-        self.port = free_port()
-        self.env = {
-            **os.environ,
-            "LEADLINE_RUN_DIR": str(run_dir),
-            "PG_PORT": str(self.port),
-            "LEADLINE_DATABASES": " ".join(SERVICES),
-        }
-        self.run_dir = run_dir
-
-    def _infra(self, command: str) -> None:
-        script = ROOT / "deploy/local/infra.sh"
-        subprocess.run(["bash", str(script), command], env=self.env, check=True, timeout=120)
-
-    def up(self) -> None:
-        self._infra("pg-up")
-
-    def down(self) -> None:
-        self._infra("pg-down")
-
-    def dsn(self, database: str) -> str:
-        return f"postgresql://leadline:leadline@127.0.0.1:{self.port}/{database}"
-
-    def remove(self) -> None:
-        hint = self.run_dir / "pids" / "postgres.dir"
-        if hint.exists():  # the data may live outside run_dir (see infra.sh pg_datadir)
-            shutil.rmtree(hint.read_text().strip(), ignore_errors=True)
-
-
 @pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    made = Cluster(tmp_path / "run")
+def cluster(tmp_path: Path) -> Iterator[OwnPostgres]:
+    made = OwnPostgres(tmp_path / "run", SERVICES)
     made.up()
     try:
         yield made
@@ -87,7 +53,7 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
 
 @pytest.fixture
 async def system(
-    cluster: Cluster, catalogue_prefix: str, kafka_bootstrap: str, tmp_path: Path
+    cluster: OwnPostgres, catalogue_prefix: str, kafka_bootstrap: str, tmp_path: Path
 ) -> AsyncIterator[dict[str, ServiceProcess]]:
     env = {
         "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
@@ -156,7 +122,7 @@ class Shipments:
         await task
 
 
-async def count(cluster: Cluster, database: str, query: str) -> int:
+async def count(cluster: OwnPostgres, database: str, query: str) -> int:
     conn = await asyncpg.connect(cluster.dsn(database))
     try:
         n: int = await conn.fetchval(query)
@@ -166,7 +132,10 @@ async def count(cluster: Cluster, database: str, query: str) -> int:
 
 
 async def test_a_30s_database_outage_under_load_loses_nothing_and_needs_no_restart(
-    system: dict[str, ServiceProcess], cluster: Cluster, catalogue_prefix: str, kafka_bootstrap: str
+    system: dict[str, ServiceProcess],
+    cluster: OwnPostgres,
+    catalogue_prefix: str,
+    kafka_bootstrap: str,
 ) -> None:
     token = mint_token(AuthSettings(jwt_secret=SecretStr(SECRET)), "alice")
     auth = {"Authorization": f"Bearer {token}"}

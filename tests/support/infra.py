@@ -1,0 +1,201 @@
+"""Throw-away Kafka and PostgreSQL for tests that stop, kill and restart them.
+
+The shared broker and database serve every other test, so a fault test gets its own, started by
+the project's own `deploy/local/infra.sh` (the same script as `make up`) in a run dir of its own
+on free loopback ports; the Kafka jar cache is shared. Every call blocks until the script is
+done: call them through `asyncio.to_thread` while a load runs on the event loop.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+from tests.support.processes import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+INFRA = ROOT / "deploy/local/infra.sh"
+
+# Kafka's own defaults wait 9 s before fencing a dead broker (and shrinking it out of every
+# ISR), and 30 s before dropping a lagging follower: acks=all writes stall that long.
+FAST_FAILOVER = (
+    "broker.session.timeout.ms=3000",
+    "broker.heartbeat.interval.ms=500",
+    "replica.lag.time.max.ms=5000",
+)
+
+
+def _free_ports(count: int) -> list[int]:
+    ports: list[int] = []
+    while len(ports) < count:  # one at a time may hand out the same port twice
+        port = free_port()
+        if port not in ports:
+            ports.append(port)
+    return ports
+
+
+def _infra(env: dict[str, str], *command: str, check: bool = True) -> None:
+    subprocess.run(["bash", str(INFRA), *command], env=env, check=check, timeout=240)
+
+
+def pid_running(pid: int) -> bool:
+    """Alive and not a zombie (a killed process lingers as one until PID 1 reaps it)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+def is_kafka_jvm(pid: int) -> bool:
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    return argv[0].endswith(b"java") and b"kafka.Kafka" in argv
+
+
+class OwnKafka:
+    """A throw-away Kafka (1 or 3 KRaft nodes) via infra.sh in its own run dir, on free ports."""
+
+    def __init__(self, run_dir: Path, nodes: int = 1) -> None:
+        if nodes not in (1, 3):
+            raise ValueError(f"infra.sh runs 1 or 3 Kafka nodes, not {nodes}")
+        self.run_dir = run_dir
+        self.nodes = nodes
+        ports = _free_ports(2 * nodes)
+        self.ports, self.controller_ports = ports[:nodes], ports[nodes:]
+        self._env = {
+            **os.environ,
+            "LEADLINE_RUN_DIR": str(run_dir),
+            "KAFKA_NODES": str(nodes),
+            "KAFKA_PORTS": " ".join(map(str, self.ports)),
+            "KAFKA_CONTROLLER_PORTS": " ".join(map(str, self.controller_ports)),
+            "KAFKA_HEAP_OPTS": "-Xms128m -Xmx384m",
+            "KAFKA_EXTRA_PROPERTIES": "\n".join(FAST_FAILOVER),
+        }
+
+    @property
+    def bootstrap(self) -> str:
+        """Every node's host:port, comma-separated."""
+        return ",".join(f"127.0.0.1:{port}" for port in self.ports)
+
+    @property
+    def env(self) -> dict[str, str]:
+        """What a service started against this Kafka needs (as infra.sh writes to kafka.env)."""
+        replicas, min_isr = (3, 2) if self.nodes == 3 else (1, 1)
+        return {
+            "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
+            "KAFKA_REPLICATION_FACTOR": str(replicas),
+            "KAFKA_MIN_INSYNC_REPLICAS": str(min_isr),
+        }
+
+    def address(self, node: int = 0) -> str:
+        return f"127.0.0.1:{self.ports[node]}"
+
+    def pid(self, node: int = 0) -> int:
+        name = "kafka.pid" if self.nodes == 1 else f"kafka-{node + 1}.pid"
+        return int((self.run_dir / "pids" / name).read_text())
+
+    def up(self) -> None:
+        """Start every node; return once the cluster's metadata names each as a live broker."""
+        _infra(self._env, "kafka-up")
+
+    def down(self) -> None:
+        """Stop every node cleanly (SIGTERM, wait for exit); the data stays for `up`."""
+        _infra(self._env, "kafka-down")
+
+    def kill(self, node: int = 0) -> None:
+        """SIGKILL one node (0-based); return once its process is gone and its port closed."""
+        _infra(self._env, "kafka-node-kill", str(self._node(node)))
+
+    def start(self, node: int = 0) -> None:
+        """Start that node again; return once it listens and the cluster names every node."""
+        _infra(self._env, "kafka-node-up", str(self._node(node)))
+
+    def remove(self) -> None:
+        """Stop every node and delete its data; safe to call twice."""
+        if self.run_dir.exists():
+            # SIGKILL: the data goes anyway, and a node left without a controller quorum
+            # would wait 30 s for a clean shutdown that cannot happen
+            for node in range(1, self.nodes + 1):
+                _infra(self._env, "kafka-node-kill", str(node), check=False)
+            _infra(self._env, "kafka-down", check=False)
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+
+    def _node(self, node: int) -> int:
+        if not 0 <= node < self.nodes:
+            raise IndexError(f"node {node} of a {self.nodes}-node Kafka (0-based)")
+        return node + 1
+
+
+class OwnPostgres:
+    """A throw-away PostgreSQL cluster via infra.sh pg-up in its own run dir, on a free port."""
+
+    def __init__(self, run_dir: Path, databases: Sequence[str]) -> None:
+        self.run_dir = run_dir
+        self.port = free_port()
+        self._env = {
+            **os.environ,
+            "LEADLINE_RUN_DIR": str(run_dir),
+            "PG_PORT": str(self.port),
+            "LEADLINE_DATABASES": " ".join(databases),
+        }
+
+    def up(self) -> None:
+        """Start (initialising on first use) and create the databases that are missing."""
+        _infra(self._env, "pg-up")
+
+    def dsn(self, database: str) -> str:
+        return f"postgresql://leadline:leadline@127.0.0.1:{self.port}/{database}"
+
+    def crash(self) -> None:
+        """Stop as a crash would: `pg_ctl stop -m immediate`, no checkpoint, recovery at `up`."""
+        _infra(self._env, "pg-crash")
+
+    def down(self) -> None:
+        """A clean stop (`pg_ctl stop -m fast`)."""
+        _infra(self._env, "pg-down")
+
+    def remove(self) -> None:
+        """Stop and delete the cluster's data; safe to call twice."""
+        if not self.run_dir.exists():
+            return
+        _infra(self._env, "pg-down", check=False)
+        hint = self.run_dir / "pids" / "postgres.dir"
+        if hint.exists():  # the data may live outside run_dir (see infra.sh pg_datadir)
+            shutil.rmtree(hint.read_text().strip(), ignore_errors=True)
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+
+
+async def topic_overrides(bootstrap: str, topic: str) -> dict[str, str]:
+    """The configs set on `topic` itself (not the broker's defaults it inherits)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        (response,) = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, topic)]
+        )
+    finally:
+        await admin.close()
+    (resource,) = response.to_object()["resources"]
+    topic_config = 1  # DescribeConfigs' config_source for a topic's own (dynamic) config
+    return {
+        entry["config_names"]: entry["config_value"]
+        for entry in resource["config_entries"]
+        if entry["config_source"] == topic_config
+    }
+
+
+async def replicas(bootstrap: str, topic: str) -> dict[int, list[int]]:
+    """Each partition's replica node ids."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        (described,) = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    return {p["partition"]: sorted(p["replicas"]) for p in described["partitions"]}
