@@ -48,10 +48,10 @@ from services.orchestrator.settings import OrchestratorSettings
 from services.orchestrator.table import DurableTable
 from services.orchestrator.transport import Transport
 from services.orchestrator.view import ViewWriter
-from shared.envelope import Envelope, InvalidEnvelopeError, deterministic_id
+from shared.envelope import Envelope, deterministic_id
 from shared.kafka.admin import ensure_topics
 from shared.kafka.dead_letters import Reason, dead_letter_message
-from shared.kafka.decoding import Ignored, Rejected, route, routes
+from shared.kafka.decoding import Ignored, Rejected, Subscription, route, routes
 from shared.kafka.producer import DeliveryError, OutgoingMessage, Producer
 from shared.observability.logging import get_logger, message_context
 from shared.observability.metrics import DEAD_LETTERS, MESSAGES_HANDLED, type_label
@@ -104,7 +104,17 @@ class Processor:
         s = self._settings = settings
         self._view = view
         self.topics = Topics.with_prefix(s.topic_prefix)
-        self._routes = routes(subscriptions(self.topics, self._step))
+        subscribed = subscriptions(self.topics, self._step)
+        self._routes = routes(subscribed)
+        # the provider's records are checked where they arrive, as the saga agent checks them:
+        # a bad one is dead-lettered on the provider's own topic, naming its own offset
+        self._upstream_routes = routes(
+            [
+                Subscription(self.topics.payments_upstream, sub.message, sub.handler)
+                for sub in subscribed
+                if sub.topic == self.topics.payments
+            ]
+        )
         self._producer = Producer(s.kafka_bootstrap_servers, client_id=f"{s.faust_id}.commands")
         self.deadlines = Deadlines(SAGA_PARTITIONS)
         self.app = faust.App(
@@ -336,16 +346,17 @@ class Processor:
             await self._rekey(Record.of(event.message))
 
     async def _rekey(self, record: Record) -> None:
-        try:
-            envelope = Envelope.from_bytes(record.value)
-        except InvalidEnvelopeError as exc:
-            await self._dead_letter(record, Reason.INVALID_ENVELOPE, str(exc))
+        outcome = route(record, self._upstream_routes)
+        if isinstance(outcome, Rejected):
+            await self._dead_letter(record, outcome.reason, outcome.error)
             return
-        order_id = envelope.payload.get("order_id")
-        key = order_id if isinstance(order_id, str) and order_id else envelope.key
-        # the value and headers as the provider sent them: the saga agent validates them
+        if isinstance(outcome, Ignored):  # a known type no saga step reads
+            MESSAGES_HANDLED.labels(self.app.conf.id, record.topic, outcome.type, "ignored").inc()
+            return
+        order_id: str = outcome.message.order_id  # type: ignore[attr-defined]
+        # the value and headers as the provider sent them, keyed by the order
         forwarded = OutgoingMessage(
-            self.topics.payments, key.encode(), record.value, record.headers
+            self.topics.payments, order_id.encode(), record.value, record.headers
         )
         await self._send([forwarded])
 
