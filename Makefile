@@ -12,8 +12,12 @@ export KAFKA_BOOTSTRAP_SERVERS ?= 127.0.0.1:9092
 export POSTGRES_DSN ?= postgresql://leadline:leadline@127.0.0.1:5433/postgres
 # Local runs may use the public development JWT secret; anywhere else it is refused.
 export LEADLINE_ENV ?= local
+# `make up BROKERS=3`: a three-node KRaft cluster (RF 3, min ISR 2) instead of one node;
+# `make up SCALE=2`: two instances of every consumer service (ports +100) in one group each.
+BROKERS ?= 1
+SCALE ?= 1
 
-.PHONY: help setup up up-infra down status run logs test test-unit test-integration test-e2e lint fmt bench schemas
+.PHONY: help setup up up-infra down status run logs test test-unit test-integration test-e2e test-faults lint fmt bench schemas
 
 help: ## list the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -27,11 +31,11 @@ $(STAMP): pyproject.toml
 setup: $(STAMP) ## create .venv and install the pinned dependencies (idempotent)
 	@bash deploy/local/infra.sh fetch
 
-up-infra: $(STAMP) ## start Kafka (KRaft) and PostgreSQL, create databases and topics
-	@bash deploy/local/infra.sh up
+up-infra: $(STAMP) ## start Kafka (KRaft; BROKERS=3 for a cluster) and PostgreSQL, databases, topics
+	@KAFKA_NODES=$(BROKERS) bash deploy/local/infra.sh up
 
-up: up-infra ## start the infrastructure and every service, return when ready
-	@bash deploy/local/services.sh up
+up: up-infra ## start the infrastructure and every service (SCALE=2: two of each), return when ready
+	@LEADLINE_SCALE=$(SCALE) bash deploy/local/services.sh up
 
 down: ## stop every service and the infrastructure this project started
 	@bash deploy/local/services.sh down
@@ -80,6 +84,10 @@ test-integration: up-infra ## integration tests on real Kafka and PostgreSQL
 
 test-e2e: up-infra ## the whole system through HTTP and Kafka
 	$(PY) -m pytest tests/e2e
+
+test-faults: up-infra ## the large fault run: ORDERS=2000 on one node and on 3 brokers x 2 instances
+	LEADLINE_FAULT_ORDERS=$(or $(ORDERS),2000) LEADLINE_FAULT_REPORT=$(CURDIR)/.run/faults.md \
+		$(PY) -m pytest tests/e2e/test_faults.py -s -p no:cacheprovider
 
 bench: up-infra ## benchmarks: each figure next to a baseline from the same run
 	$(PY) -m bench

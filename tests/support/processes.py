@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import IO
 
 import httpx
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
 from shared.envelope import Envelope
 from tests.support import eventually
@@ -125,6 +125,11 @@ async def produce(bootstrap: str, topic: str, envelopes: Sequence[Envelope]) -> 
 
 async def read_all(bootstrap: str, topic: str) -> list[Envelope]:
     """Every committed record now on `topic`, from the beginning (no consumer group)."""
+    return [Envelope.from_bytes(r.value) for r in await read_records(bootstrap, topic)]
+
+
+async def read_records(bootstrap: str, topic: str) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every committed record now on `topic` as it is (garbage too), from the beginning."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, enable_auto_commit=False, isolation_level="read_committed"
     )
@@ -137,11 +142,11 @@ async def read_all(bootstrap: str, topic: str) -> list[Envelope]:
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         ends = await consumer.end_offsets(partitions)
-        found: list[Envelope] = []
+        found: list[ConsumerRecord[bytes, bytes]] = []
         while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
             batch = await consumer.getmany(timeout_ms=500)
             for records in batch.values():
-                found.extend(Envelope.from_bytes(r.value) for r in records)
+                found.extend(records)
         return found
     finally:
         await consumer.stop()

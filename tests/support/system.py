@@ -20,6 +20,8 @@ from tests.support.processes import ServiceProcess
 SECRET = "saga-flow-" + uuid.uuid4().hex
 AUTH = AuthSettings(jwt_secret=SECRET)
 DATABASES = ("checkout", "inventory", "receipts", "simulator", "orchestrator", "projection")
+# the services that consume in a group of their own and may run as several instances
+SCALABLE = ("checkout", "inventory", "receipts", "orchestrator", "projection")
 PAY_TIMEOUT = 6.0
 
 
@@ -47,7 +49,12 @@ class System:
         self.http = httpx.AsyncClient(timeout=10)
 
     def url(self, service: str, path: str) -> str:
+        """`service` names an instance: `checkout` is the first, `checkout-2` the second."""
         return f"http://127.0.0.1:{self.procs[service].port}{path}"
+
+    def instances(self, service: str) -> list[str]:
+        """The names of `service`'s instances, first one first."""
+        return [n for n in self.procs if n == service or n.startswith(f"{service}-")]
 
     async def place(self, customer: str, lines: list[dict[str, Any]]) -> str:
         response = await self.http.post(
@@ -103,9 +110,12 @@ async def running_system(
     tmp_path: Path,
     *,
     with_projection: bool = False,
+    instances: int = 1,
     **extra_env: str,
 ) -> AsyncIterator[System]:
-    """Every process started and ready (the read side when asked); stopped (SIGTERM) on exit."""
+    """Every process started and ready (the read side when asked); stopped (SIGTERM) on exit.
+    With `instances` > 1 each scalable service runs that many times, in one consumer group on
+    one database: the second is `<name>-2` (the orchestrator's on a state folder of its own)."""
     env = {
         "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
         "LEADLINE_TOPIC_PREFIX": catalogue_prefix,
@@ -116,11 +126,12 @@ async def running_system(
         **{f"{s.upper()}_DATABASE_URL": dsn for s, dsn in databases.items()},
         **extra_env,
     }
-    procs = {
-        s: ServiceProcess(s, env, tmp_path / f"{s}.log")
-        for s in ("checkout", "inventory", "receipts", "orchestrator")
-        + (("projection",) if with_projection else ())
-    }
+    names = [s for s in SCALABLE if with_projection or s != "projection"]
+    procs = {s: ServiceProcess(s, env, tmp_path / f"{s}.log") for s in names}
+    for k in range(2, instances + 1):
+        for s in names:
+            own = {**env, "ORCHESTRATOR_DATA_DIR": str(tmp_path / f"orchestrator-{k}")}
+            procs[f"{s}-{k}"] = ServiceProcess(s, own, tmp_path / f"{s}-{k}.log")
     procs["simulator"] = ServiceProcess(
         "payment_provider",
         env,
