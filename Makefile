@@ -12,9 +12,10 @@ export KAFKA_BOOTSTRAP_SERVERS ?= 127.0.0.1:9092
 export POSTGRES_DSN ?= postgresql://leadline:leadline@127.0.0.1:5433/postgres
 # Local runs may use the public development JWT secret; anywhere else it is refused.
 export LEADLINE_ENV ?= local
-# `make up BROKERS=3`: a three-node KRaft cluster (RF 3, min ISR 2) instead of one node;
-# `make up SCALE=2`: two instances of every consumer service (ports +100) in one group each.
-BROKERS ?= 1
+# `make up BROKERS=3`: a three-node KRaft cluster (RF 3, min ISR 2) instead of one node (unset:
+# whichever runs, else one); `make up SCALE=2`: two instances of every consumer service (ports
+# +100) in one group each.
+BROKERS ?=
 SCALE ?= 1
 
 .PHONY: help setup up up-infra down status run logs test test-unit test-integration test-e2e test-faults lint fmt bench schemas
@@ -32,7 +33,7 @@ setup: $(STAMP) ## create .venv and install the pinned dependencies (idempotent)
 	@bash deploy/local/infra.sh fetch
 
 up-infra: $(STAMP) ## start Kafka (KRaft; BROKERS=3 for a cluster) and PostgreSQL, databases, topics
-	@KAFKA_NODES=$(BROKERS) bash deploy/local/infra.sh up
+	@$(if $(BROKERS),KAFKA_NODES=$(BROKERS) )bash deploy/local/infra.sh up
 
 up: up-infra ## start the infrastructure and every service (SCALE=2: two of each), return when ready
 	@LEADLINE_SCALE=$(SCALE) bash deploy/local/services.sh up

@@ -14,9 +14,15 @@ import asyncio
 import contextlib
 import fcntl
 import os
+import shutil
 from pathlib import Path
 
+from aiokafka.admin import AIOKafkaAdminClient
+
 from services.orchestrator.settings import OrchestratorSettings
+from shared.observability.logging import get_logger
+
+log = get_logger(__name__)
 
 
 class DataDirInUseError(RuntimeError):
@@ -59,3 +65,35 @@ class DataDirLock:
 
     def is_alive(self) -> bool:
         return self._fd is not None
+
+
+async def forget_another_clusters_state(settings: OrchestratorSettings) -> bool:
+    """The local table state is a cache of the changelog on one Kafka cluster. Pointed at
+    another cluster (a dev broker recreated, `make up BROKERS=3` after a single node), faust
+    finds offsets beyond the new changelog's end and its recovery crashes (ConsistencyError),
+    leaving the worker alive but never ready. So the state records the cluster id it was read
+    from, and state from another cluster is deleted before faust opens it: it is rebuilt from
+    the changelog as after a wiped volume; so is state that recorded no cluster. Returns True
+    when something was deleted."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        cluster_id = str((await admin.describe_cluster())["cluster_id"])
+    finally:
+        await admin.close()
+    state = settings.data_dir / settings.faust_id
+    marker = settings.data_dir / f"{settings.faust_id}.cluster"
+    recorded = marker.read_text().strip() if marker.exists() else None
+    # state that recorded no cluster (made before this check) may be from any: a cache, so
+    # rebuilding it costs a recovery, while trusting a wrong one costs a worker that never starts
+    forgotten = recorded != cluster_id and state.exists()
+    if forgotten:
+        log.warning(
+            "local saga state is from another Kafka cluster: deleted, rebuilt from the changelog",
+            state=str(state),
+            recorded_cluster=recorded,
+            cluster=cluster_id,
+        )
+        shutil.rmtree(state)
+    marker.write_text(cluster_id + "\n")
+    return forgotten

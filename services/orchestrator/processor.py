@@ -42,6 +42,7 @@ from prometheus_client import Counter, Histogram
 from schemas.catalogue import DEAD_LETTER_SUFFIX, SAGA_PARTITIONS
 from schemas.orchestrator.v1 import SagaDeadlinePassed
 from services.orchestrator.consumers import Topics, subscriptions
+from services.orchestrator.datadir import forget_another_clusters_state
 from services.orchestrator.deadlines import Deadlines, caught_up, partition_of
 from services.orchestrator.saga import PRODUCER, Incoming, Saga, apply, fail
 from services.orchestrator.settings import OrchestratorSettings
@@ -184,6 +185,7 @@ class Processor:
             replication_factor=s.kafka_replication_factor,
             min_insync_replicas=s.kafka_min_insync_replicas,
         )
+        await forget_another_clusters_state(s)
         await self._producer.start()
         # returns once the table is recovered from its changelog (may take a while)
         await self.app.start()

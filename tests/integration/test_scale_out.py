@@ -20,7 +20,11 @@ import pytest
 
 from services.inventory.store import SCHEMA as INVENTORY_SCHEMA
 from services.orchestrator.bootstrap import runtime
-from services.orchestrator.datadir import DataDirInUseError, DataDirLock
+from services.orchestrator.datadir import (
+    DataDirInUseError,
+    DataDirLock,
+    forget_another_clusters_state,
+)
 from services.orchestrator.processor import Processor
 from services.orchestrator.settings import OrchestratorSettings
 from shared.postgres import install_schema
@@ -128,3 +132,30 @@ def test_the_data_dir_lock_is_per_directory_and_released_on_stop(tmp_path: Path)
     finally:
         first.release()
     DataDirLock(orchestrator_settings(tmp_path / "state", app_id)).release()
+
+
+async def test_local_state_read_from_another_kafka_cluster_is_deleted_before_faust_opens_it(
+    tmp_path: Path, kafka_bootstrap: str
+) -> None:
+    """Seen on `make up BROKERS=3` after a single node: faust's recovery crashed on offsets
+    beyond the new cluster's changelog (ConsistencyError) and the worker never became ready."""
+    settings = orchestrator_settings(tmp_path, unique("orchestrator"), kafka=kafka_bootstrap)
+    state = tmp_path / settings.faust_id
+    (state / "v1" / "tables").mkdir(parents=True)
+    marker = tmp_path / f"{settings.faust_id}.cluster"
+    marker.write_text("a-cluster-long-gone\n")
+
+    assert await forget_another_clusters_state(settings)
+    assert not state.exists()
+    this_cluster = marker.read_text().strip()
+    assert this_cluster not in ("", "a-cluster-long-gone")
+
+    # state read from this cluster is kept
+    (state / "v1").mkdir(parents=True)
+    assert not await forget_another_clusters_state(settings)
+    assert (state / "v1").is_dir()
+    # state that says nowhere which cluster it came from is not trusted
+    marker.unlink()
+    assert await forget_another_clusters_state(settings)
+    assert not state.exists()
+    assert marker.read_text().strip() == this_cluster
