@@ -87,7 +87,8 @@ test-e2e: up-infra ## the whole system through HTTP and Kafka
 	$(PY) -m pytest tests/e2e
 
 test-faults: up-infra ## the large fault run: ORDERS=2000 on one node and on 3 brokers x 2 instances
-	LEADLINE_FAULT_ORDERS=$(or $(ORDERS),2000) LEADLINE_FAULT_REPORT=$(CURDIR)/.run/faults.md \
+	LEADLINE_FAULT_ORDERS=$(or $(ORDERS),2000) LEADLINE_FAULT_KILLS=$(or $(KILLS),4) \
+		LEADLINE_FAULT_REPORT=$(CURDIR)/.run/faults.md \
 		$(PY) -m pytest tests/e2e/test_faults.py -s -p no:cacheprovider
 
 bench: up-infra ## benchmarks: each figure next to a baseline from the same run

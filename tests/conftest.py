@@ -165,17 +165,7 @@ async def catalogue_prefix(kafka_bootstrap: str) -> AsyncIterator[str]:
     """A fresh copy of every catalogue topic under a unique prefix, for running whole services:
     set `LEADLINE_TOPIC_PREFIX` to it. Every topic under the prefix is deleted afterwards, those
     the services made themselves too (the orchestrator's faust topics)."""
-    from shared.kafka.admin import catalogue_specs
+    from tests.support.processes import catalogue_copy
 
-    prefix = f"t{uuid.uuid4().hex[:10]}."
-    await ensure_topics(kafka_bootstrap, catalogue_specs(prefix))
-    try:
+    async with catalogue_copy(kafka_bootstrap) as prefix:
         yield prefix
-    finally:
-        admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
-        await admin.start()
-        try:
-            made = [t for t in await admin.list_topics() if t.startswith(prefix)]
-            await admin.delete_topics(made)
-        finally:
-            await admin.close()

@@ -16,7 +16,8 @@ Two topologies:
   over; the broker faults kill one node of three at a time.
 
 Scale (environment): `LEADLINE_FAULT_ORDERS` (300 in `make test`; `make test-faults` runs
-2,000), `LEADLINE_FAULT_RATE` (orders/s, 8), `LEADLINE_FAULT_KILLS` (SIGKILLs per process, 2),
+2,000), `LEADLINE_FAULT_RATE` (orders/s, 8), `LEADLINE_FAULT_KILLS` (SIGKILLs per process, 2;
+4 in `make test-faults`),
 `LEADLINE_FAULT_TOPOLOGIES` (`single,cluster`), `LEADLINE_FAULT_SEED` (printed by every run, to
 repeat one).
 """
@@ -144,14 +145,17 @@ async def run_and_check(
     topology: str,
 ) -> None:
     cluster = topology == "cluster"
-    received = {sku: 2 * ORDERS for sku in STOCKED}  # enough that only `short` orders fall short
+    # enough that only `short` orders fall short, in shipments of at most 1,000 (the schema's cap)
+    per_shipment = 1000
+    received = {sku: per_shipment * -(-2 * ORDERS // per_shipment) for sku in STOCKED}
     shipments = [
         Envelope.wrap(
-            StockReceived(sku=sku, quantity=q, shipment_id=unique("faults")),
+            StockReceived(sku=sku, quantity=per_shipment, shipment_id=unique("faults")),
             key=sku,
             producer="warehouse",
         )
-        for sku, q in received.items()
+        for sku, total in received.items()
+        for _ in range(total // per_shipment)
     ]
     await produce(kafka.bootstrap, prefix + "warehouse.events", shipments)
     initial = {sku: SEED_STOCK[sku] + received.get(sku, 0) for sku in SKUS}

@@ -18,12 +18,11 @@ from collections.abc import Iterator
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from shared.kafka.admin import ensure_topics
 from tests.support import eventually, unique
-from tests.support.infra import OwnKafka, replicas, topic_overrides
+from tests.support.infra import OwnKafka, leaders, replicas, topic_overrides
 
 pytestmark = pytest.mark.integration
 
@@ -54,16 +53,6 @@ async def _durable_topic(cluster: OwnKafka, partitions: int) -> str:
     assert await replicas(cluster.bootstrap, topic) == {p: [1, 2, 3] for p in range(partitions)}
     assert (await topic_overrides(cluster.bootstrap, topic))["min.insync.replicas"] == "2"
     return topic
-
-
-async def _leaders(bootstrap: str, topic: str) -> dict[int, int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        (described,) = await admin.describe_topics([topic])
-    finally:
-        await admin.close()
-    return {p["partition"]: p["leader"] for p in described["partitions"]}
 
 
 class Load:
@@ -148,7 +137,7 @@ async def _read_all(bootstrap: str, topic: str, wanted: int) -> dict[bytes, list
 
 async def test_a_killed_leader_loses_no_acknowledged_record(cluster: OwnKafka) -> None:
     topic = await _durable_topic(cluster, PARTITIONS)
-    leader = (await _leaders(cluster.bootstrap, topic))[0]
+    leader = (await leaders(cluster.bootstrap, topic))[0]
     victim = leader - 1  # node ids are 1..3, OwnKafka's nodes 0..2
 
     load = Load(cluster.bootstrap, topic)
@@ -175,7 +164,7 @@ async def test_a_killed_leader_loses_no_acknowledged_record(cluster: OwnKafka) -
 
 async def test_with_two_of_three_nodes_gone_nothing_is_acknowledged(cluster: OwnKafka) -> None:
     topic = await _durable_topic(cluster, 1)
-    leader = (await _leaders(cluster.bootstrap, topic))[0] - 1
+    leader = (await leaders(cluster.bootstrap, topic))[0] - 1
     followers = [n for n in range(3) if n != leader]
     await asyncio.to_thread(cluster.kill, followers[0])
     await asyncio.to_thread(cluster.kill, followers[1])

@@ -22,7 +22,6 @@ import asyncpg
 import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient
 from fastapi import FastAPI
 
 from schemas.checkout.v1 import OrderConfirmed, OrderRejected
@@ -36,9 +35,9 @@ from services.projection.bootstrap import create_app
 from services.projection.settings import ProjectionSettings
 from shared.auth import AuthSettings, make_bearer_dependency, mint_token
 from shared.envelope import Envelope
-from shared.kafka.admin import catalogue_specs, ensure_topics
 from tests.conftest import Infra
 from tests.support import eventually, unique
+from tests.support.processes import catalogue_copy
 
 pytestmark = pytest.mark.integration
 
@@ -82,30 +81,11 @@ async def _database(maintenance_dsn: str) -> AsyncIterator[str]:
         await admin.close()
 
 
-@contextlib.asynccontextmanager
-async def _catalogue(bootstrap: str) -> AsyncIterator[str]:
-    """`catalogue_prefix` for a whole module: every catalogue topic under a fresh prefix, all
-    of the prefix's topics (the consumers' dead-letter topics too) deleted afterwards."""
-    prefix = f"t{uuid.uuid4().hex[:10]}."
-    await ensure_topics(bootstrap, catalogue_specs(prefix))
-    try:
-        yield prefix
-    finally:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-        await admin.start()
-        try:
-            await admin.delete_topics(
-                [t for t in await admin.list_topics() if t.startswith(prefix)]
-            )
-        finally:
-            await admin.close()
-
-
 @pytest.fixture(scope="module")
 async def projection(infra: Infra) -> AsyncIterator[Projection]:
     async with (
         _database(infra.postgres_dsn) as dsn,
-        _catalogue(infra.kafka_bootstrap) as prefix,
+        catalogue_copy(infra.kafka_bootstrap) as prefix,
     ):
         settings = ProjectionSettings(
             database_url=dsn,

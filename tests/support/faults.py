@@ -383,6 +383,12 @@ async def _fetch(dsn: str, query: str) -> list[asyncpg.Record]:
         await conn.close()
 
 
+async def _keyed(dsn: str, query: str) -> dict[Any, Any]:
+    """First column -> the second (or a tuple of the others), one entry per row."""
+    rows = await _fetch(dsn, query)
+    return {r[0]: r[1] if len(r) == 2 else tuple(r[1:]) for r in rows}
+
+
 async def checkout_outcomes(dsn: str) -> dict[str, list[str]]:
     """Each order's terminal events in checkout's event store (one expected per order)."""
     rows = await _fetch(
@@ -410,18 +416,10 @@ async def sagas_open(dsns: dict[str, str]) -> int:
 
 async def projection_behind(dsns: dict[str, str]) -> int:
     """Orders whose read model is not at checkout's version yet (0 when caught up)."""
-    versions = {
-        r["stream_id"]: r["v"]
-        for r in await _fetch(
-            dsns["checkout"], "SELECT stream_id, max(stream_version) AS v FROM events GROUP BY 1"
-        )
-    }
-    seen = {
-        r["order_id"]: r["version"]
-        for r in await _fetch(
-            dsns["projection"], "SELECT order_id, version FROM view_orders.orders"
-        )
-    }
+    versions = await _keyed(
+        dsns["checkout"], "SELECT stream_id, max(stream_version) AS v FROM events GROUP BY 1"
+    )
+    seen = await _keyed(dsns["projection"], "SELECT order_id, version FROM view_orders.orders")
     return sum(1 for order_id, v in versions.items() if seen.get(order_id) != v)
 
 
@@ -436,13 +434,9 @@ async def invariants(
     rows: list[Check] = []
     acknowledged = set(load.acknowledged)
     ended = await checkout_outcomes(dsns["checkout"])
-    placed = {
-        r["stream_id"]: r["payload"]
-        for r in await _fetch(
-            dsns["checkout"],
-            "SELECT stream_id, payload::text FROM events WHERE type = 'OrderPlaced'",
-        )
-    }
+    placed = await _keyed(
+        dsns["checkout"], "SELECT stream_id, payload::text FROM events WHERE type = 'OrderPlaced'"
+    )
     rows.append(
         check(
             "orders in checkout = acknowledged (none lost, none doubled by a retry)",
@@ -479,10 +473,7 @@ async def invariants(
     never_confirmed = {o for o, i in load.acknowledged.items() if i.kind in ("decline", "short")}
     rows.append(check("declined or short orders confirmed", 0, len(never_confirmed & confirmed)))
 
-    sagas = {
-        r["order_id"]: r["status"]
-        for r in await _fetch(dsns["orchestrator"], "SELECT order_id, status FROM sagas")
-    }
+    sagas = await _keyed(dsns["orchestrator"], "SELECT order_id, status FROM sagas")
     saga_end = {
         "OrderConfirmed": "completed",
         "OrderRejected": "rejected",
@@ -496,10 +487,7 @@ async def invariants(
         )
     )
 
-    reservations = {
-        r["order_id"]: r["status"]
-        for r in await _fetch(dsns["inventory"], "SELECT order_id, status FROM reservations")
-    }
+    reservations = await _keyed(dsns["inventory"], "SELECT order_id, status FROM reservations")
     held = {o for o, s in reservations.items() if s == "reserved"}
     rows.append(
         check(
@@ -510,18 +498,12 @@ async def invariants(
     )
     rows.append(check("reservations held by orders not confirmed", 0, len(held - confirmed)))
 
-    payments = {
-        r["order_id"]: r["status"]
-        for r in await _fetch(dsns["simulator"], "SELECT order_id, status FROM payments")
-    }
-    answered = {
-        r["order_id"]: r["n"]
-        for r in await _fetch(
-            dsns["simulator"],
-            "SELECT order_id, count(DISTINCT event_id) AS n FROM answers"
-            " WHERE type = 'PaymentAuthorized' GROUP BY order_id",
-        )
-    }
+    payments = await _keyed(dsns["simulator"], "SELECT order_id, status FROM payments")
+    answered = await _keyed(
+        dsns["simulator"],
+        "SELECT order_id, count(DISTINCT event_id) AS n FROM answers"
+        " WHERE type = 'PaymentAuthorized' GROUP BY order_id",
+    )
     rows.append(
         check(
             "confirmed orders with one authorized payment",
@@ -554,10 +536,7 @@ async def invariants(
     for order_id in confirmed:
         for line in orjson.loads(placed[order_id])["lines"]:
             wanted[line["sku"]] += line["quantity"]
-    stock = {
-        r["sku"]: (r["on_hand"], r["reserved"])
-        for r in await _fetch(dsns["inventory"], "SELECT sku, on_hand, reserved FROM stock")
-    }
+    stock = await _keyed(dsns["inventory"], "SELECT sku, on_hand, reserved FROM stock")
     rows.append(
         check(
             "SKUs where reserved ≠ confirmed quantities",
@@ -589,18 +568,12 @@ async def _projection_checks(
         "OrderRejected": "rejected",
         "OrderCancelled": "cancelled",
     }
-    view = {
-        r["order_id"]: (r["status"], r["version"])
-        for r in await _fetch(
-            dsns["projection"], "SELECT order_id, status, version FROM view_orders.orders"
-        )
-    }
-    versions = {
-        r["stream_id"]: r["v"]
-        for r in await _fetch(
-            dsns["checkout"], "SELECT stream_id, max(stream_version) AS v FROM events GROUP BY 1"
-        )
-    }
+    view = await _keyed(
+        dsns["projection"], "SELECT order_id, status, version FROM view_orders.orders"
+    )
+    versions = await _keyed(
+        dsns["checkout"], "SELECT stream_id, max(stream_version) AS v FROM events GROUP BY 1"
+    )
     statuses = {o: status_of[t] for o, t in outcome.items()}
     rows = [
         check(
@@ -609,12 +582,9 @@ async def _projection_checks(
             sum(1 for o, v in versions.items() if view.get(o) != (statuses.get(o, "placed"), v)),
         )
     ]
-    stock_view = {
-        r["sku"]: (r["on_hand"], r["reserved"], r["available"])
-        for r in await _fetch(
-            dsns["projection"], "SELECT sku, on_hand, reserved, available FROM view_stock.stock"
-        )
-    }
+    stock_view = await _keyed(
+        dsns["projection"], "SELECT sku, on_hand, reserved, available FROM view_stock.stock"
+    )
     rows.append(
         check(
             "stock view ≠ inventory (on hand, reserved, available)",
@@ -622,14 +592,11 @@ async def _projection_checks(
             sum(1 for sku, (h, r) in stock.items() if stock_view.get(sku) != (h, r, h - r)),
         )
     )
-    sold = {
-        r["sku"]: r["q"]
-        for r in await _fetch(
-            dsns["projection"],
-            "SELECT l.sku, sum(l.quantity) AS q FROM view_sales.order_lines l"
-            " JOIN view_sales.counted c USING (order_id) GROUP BY l.sku",
-        )
-    }
+    sold = await _keyed(
+        dsns["projection"],
+        "SELECT l.sku, sum(l.quantity) AS q FROM view_sales.order_lines l"
+        " JOIN view_sales.counted c USING (order_id) GROUP BY l.sku",
+    )
     rows.append(
         check(
             "sales view ≠ confirmed quantities per SKU",

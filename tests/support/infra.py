@@ -13,6 +13,7 @@ import shutil
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
@@ -190,12 +191,22 @@ async def topic_overrides(bootstrap: str, topic: str) -> dict[str, str]:
     }
 
 
-async def replicas(bootstrap: str, topic: str) -> dict[int, list[int]]:
-    """Each partition's replica node ids."""
+async def _partitions(bootstrap: str, topic: str) -> list[dict[str, Any]]:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
         (described,) = await admin.describe_topics([topic])
     finally:
         await admin.close()
-    return {p["partition"]: sorted(p["replicas"]) for p in described["partitions"]}
+    partitions: list[dict[str, Any]] = described["partitions"]
+    return partitions
+
+
+async def replicas(bootstrap: str, topic: str) -> dict[int, list[int]]:
+    """Each partition's replica node ids."""
+    return {p["partition"]: sorted(p["replicas"]) for p in await _partitions(bootstrap, topic)}
+
+
+async def leaders(bootstrap: str, topic: str) -> dict[int, int]:
+    """Each partition's leader node id (-1: none)."""
+    return {p["partition"]: p["leader"] for p in await _partitions(bootstrap, topic)}

@@ -23,14 +23,13 @@ from typing import Any
 import confluent_kafka
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
 from schemas.catalogue import TOPICS
 from schemas.warehouse.v1 import StockReceived
 from shared.envelope import Envelope
-from shared.kafka.admin import catalogue_specs, ensure_topics
 from tests.conftest import Infra
 from tests.support import eventually
+from tests.support.processes import catalogue_copy
 from tests.support.system import System, bearer, databases, running_system
 
 TERMINAL = frozenset({"completed", "rejected", "cancelled", "failed"})
@@ -288,26 +287,13 @@ async def read_topic(bootstrap: str, topic: str) -> list[Raw]:
 async def whole_system(infra: Infra, tmp: Path, **extra_env: str) -> AsyncIterator[Outside]:
     """Every service, the read side and the payment simulator, on fresh databases and a fresh
     copy of the catalogue's topics (deleted afterwards, the services' own ones too)."""
-    prefix = f"e2e{uuid.uuid4().hex[:10]}."
     bootstrap = infra.kafka_bootstrap
-    await ensure_topics(bootstrap, catalogue_specs(prefix))
-    try:
-        async with (
-            databases(infra.postgres_dsn) as dsns,
-            running_system(
-                dsns, prefix, bootstrap, tmp, with_projection=True, **extra_env
-            ) as system,
-        ):
-            yield Outside(system, prefix, bootstrap)
-    finally:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-        await admin.start()
-        try:
-            await admin.delete_topics(
-                [t for t in await admin.list_topics() if t.startswith(prefix)]
-            )
-        finally:
-            await admin.close()
+    async with (
+        catalogue_copy(bootstrap, "e2e") as prefix,
+        databases(infra.postgres_dsn) as dsns,
+        running_system(dsns, prefix, bootstrap, tmp, with_projection=True, **extra_env) as system,
+    ):
+        yield Outside(system, prefix, bootstrap)
 
 
 def consumed_topics() -> list[str]:

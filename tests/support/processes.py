@@ -3,20 +3,24 @@ Kafka produce/read of envelopes."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Sequence
+import uuid
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from shared.envelope import Envelope
+from shared.kafka.admin import catalogue_specs, ensure_topics
 from tests.support import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -150,3 +154,23 @@ async def read_records(bootstrap: str, topic: str) -> list[ConsumerRecord[bytes,
         return found
     finally:
         await consumer.stop()
+
+
+@contextlib.asynccontextmanager
+async def catalogue_copy(bootstrap: str, label: str = "t") -> AsyncIterator[str]:
+    """A fresh copy of every catalogue topic under a unique prefix (yielded), for running whole
+    services with `LEADLINE_TOPIC_PREFIX` set to it. Every topic under the prefix is deleted
+    afterwards, those the services made themselves too (dead letters, the orchestrator's)."""
+    prefix = f"{label}{uuid.uuid4().hex[:10]}."
+    await ensure_topics(bootstrap, catalogue_specs(prefix))
+    try:
+        yield prefix
+    finally:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        try:
+            await admin.delete_topics(
+                [t for t in await admin.list_topics() if t.startswith(prefix)]
+            )
+        finally:
+            await admin.close()
