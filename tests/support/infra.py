@@ -8,6 +8,7 @@ done: call them through `asyncio.to_thread` while a load runs on the event loop.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -168,7 +169,11 @@ class OwnPostgres:
         _infra(self._env, "pg-down", check=False)
         hint = self.run_dir / "pids" / "postgres.dir"
         if hint.exists():  # the data may live outside run_dir (see infra.sh pg_datadir)
-            shutil.rmtree(hint.read_text().strip(), ignore_errors=True)
+            data = Path(hint.read_text().strip())
+            shutil.rmtree(data, ignore_errors=True)
+            if data.parent.name.startswith("leadline-"):  # the folder infra.sh made for it
+                with contextlib.suppress(OSError):
+                    data.parent.rmdir()
         shutil.rmtree(self.run_dir, ignore_errors=True)
 
 
