@@ -70,6 +70,13 @@ STEP_SECONDS = Histogram(
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
 )
 
+SKIPPED = Counter(
+    "leadline_saga_records_skipped_total",
+    "Records the saga agent never saw: an offset jump within a held partition of a source"
+    " topic (none of ours is compacted or transactional, so offsets have no gaps).",
+    ["topic"],
+)
+
 _SENDING_FAILURES = (DeliveryError, KafkaError, OSError, TimeoutError)
 
 
@@ -151,6 +158,9 @@ class Processor:
         self.app.agent(upstream, name="rekey")(self._rekey_agent)
         self.app.timer(s.deadline_scan_seconds, name="deadlines")(self._announce_deadlines)
         self._done: dict[tuple[str, int], int] = {}  # next offset to process, per source
+        # the next offset the agent should see, per source held since the last rebalance
+        self._expected: dict[tuple[str, int], int] = {}
+        self.app.on_partitions_revoked.connect(self._on_revoked)
         self._indexed: set[int] = set()
         self._progress = time.monotonic()
         self._started = asyncio.Event()
@@ -219,9 +229,31 @@ class Processor:
     async def _saga_agent(self, stream: Any) -> None:
         async for event in stream.events():
             record = Record.of(event.message)
+            self._check_contiguous(record)
             await self._handle(record)
             self._done[(record.topic, record.partition)] = record.offset + 1
             self._progress = time.monotonic()
+
+    def _check_contiguous(self, record: Record) -> None:
+        """Report records the stream skipped (faust has dropped prefetched records around
+        rebalances); the saga recovers a lost reply through its deadlines, this says it
+        happened."""
+        key = (record.topic, record.partition)
+        expected = self._expected.get(key)
+        self._expected[key] = record.offset + 1
+        if expected is not None and record.offset > expected:
+            SKIPPED.labels(record.topic).inc(record.offset - expected)
+            log.error(
+                "records skipped by the stream",
+                topic=record.topic,
+                partition=record.partition,
+                expected=expected,
+                offset=record.offset,
+            )
+
+    async def _on_revoked(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        # after a rebalance a partition may come back further on (another worker read it)
+        self._expected.clear()
 
     async def _handle(self, record: Record) -> None:
         """Never raises: faust would ack and skip the record."""

@@ -10,6 +10,10 @@ Rules the table keeps:
   deadline in reserving or paying asks again (under a new id, answered with the first outcome),
   a second one compensates; confirming and compensating re-send: a ConfirmOrder already sent is
   never compensated, since it may still be applied.
+- A re-send on a deadline carries an id of its own (step + deadline number), never the first
+  send's: the receiver's inbox would drop a repeated id without answering, so an answer lost on
+  its way would be lost for good. Under a new id every receiver answers with its first outcome
+  again (checkout, inventory and the payment provider all do), so a lost answer comes again.
 - Compensations are done when their outcomes are in: rejecting/cancelling wait for each one
   (`awaiting`), then the saga ends rejected/cancelled.
 - Replies may arrive out of order across topics (a ReceiptIssued before its OrderConfirmed, a
@@ -233,7 +237,7 @@ def transition(saga: Saga | None, m: Message, now: datetime, t: Timeouts) -> Dec
                 s, Status.REJECTED, reason, now, t, release=True, void=True, reject=True
             )
         case Status.CONFIRMING, SagaDeadlinePassed():
-            return _wait(s, Status.CONFIRMING, now, t, _confirm(s))
+            return _wait(s, Status.CONFIRMING, now, t, _confirm(s, again=True))
         case Status.RECEIPTING, SagaDeadlinePassed():
             return s.model_copy(update={"overdue": True, "deadline_at": None}), []
         case Status.REJECTING | Status.CANCELLING, SagaDeadlinePassed():
@@ -298,18 +302,19 @@ def _pay(s: Saga, step: str = "pay") -> list[Command]:
     return [_command(s.order_id, step, request)]
 
 
-def _confirm(s: Saga) -> list[Command]:
-    return [_command(s.order_id, "confirm", ConfirmOrder(order_id=s.order_id))]
+def _confirm(s: Saga, *, again: bool = False) -> list[Command]:
+    confirm = ConfirmOrder(order_id=s.order_id)
+    return [_command(s.order_id, "confirm", confirm, attempt=s.deadline if again else None)]
 
 
-def _compensation(s: Saga, step: str) -> Command:
+def _compensation(s: Saga, step: str, *, again: bool = False) -> Command:
     reason = s.reason or "compensating"
     message: Message = {
         "release": ReleaseStock(order_id=s.order_id, reason=reason),
         "void": VoidPayment(order_id=s.order_id, reason=reason),
         "reject": RejectOrder(order_id=s.order_id, reason=reason),
     }[step]
-    return _command(s.order_id, step, message)
+    return _command(s.order_id, step, message, attempt=s.deadline if again else None)
 
 
 def _compensate(
@@ -362,7 +367,8 @@ def _reopen(s: Saga, now: datetime, t: Timeouts, step: str) -> Decision:
 
 def _resend_compensations(s: Saga) -> list[Command]:
     wanted = {step for step, outcome in OUTCOME_OF.items() if outcome in s.awaiting}
-    return [_compensation(s, step) for step in ("release", "void", "reject") if step in wanted]
+    steps = [step for step in ("release", "void", "reject") if step in wanted]
+    return [_compensation(s, step, again=True) for step in steps]
 
 
 def _answered(s: Saga, outcome: str) -> Saga:
@@ -388,15 +394,18 @@ def _end(s: Saga, status: Status) -> Saga:
     return s.model_copy(update={"status": status, "deadline_at": None, "awaiting": frozenset()})
 
 
-def _command(order_id: str, step: str, message: Message) -> Command:
+def _command(order_id: str, step: str, message: Message, *, attempt: int | None = None) -> Command:
+    """`attempt`: the deadline a re-send answers (its id then differs from every other send's:
+    see the module's rules); None for the first send."""
     type_, version, payload = REGISTRY.encode(message)
+    parts = (step,) if attempt is None else (step, "again", str(attempt))
     return Command(
         step=step,
         topic=COMMAND_TOPICS[type(message)],
         type=type_,
         version=version,
-        # saga id + step: a re-send is the same message, and downstream inboxes drop it
-        event_id=deterministic_id(PRODUCER, order_id, step),
+        # saga id + step (+ deadline): replaying a message re-sends these very ids
+        event_id=deterministic_id(PRODUCER, order_id, *parts),
         payload=payload,
     )
 

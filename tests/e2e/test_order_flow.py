@@ -27,7 +27,9 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 async def outside(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Outside]:
-    async with whole_system(infra, tmp_path_factory.mktemp("order-flow")) as made:
+    # compensations re-sent on the payment deadline's scale, not every 30 s
+    tmp = tmp_path_factory.mktemp("order-flow")
+    async with whole_system(infra, tmp, ORCHESTRATOR_COMPENSATE_TIMEOUT=str(PAY_TIMEOUT)) as made:
         yield made
 
 
@@ -223,6 +225,35 @@ async def test_a_slow_payment_holds_the_saga_in_paying_until_a_cancel_voids_it_o
     )
     assert await outside.stock("TEA-002") == before
     assert (await outside.order(grace, order_id))["status"] == "cancelled"
+
+
+async def test_a_compensation_answer_lost_in_transit_is_asked_for_again_and_the_saga_ends(
+    outside: Outside,
+) -> None:
+    """The provider queues its PaymentVoided, then loses it: the saga's re-sent VoidPayment
+    (on the compensation deadline) must be answered again, not dropped as a duplicate."""
+    heidi = customer("silent")
+    before = await outside.stock("TEA-002")
+    order_id = await outside.placed(heidi, [{"sku": "TEA-002", "quantity": 1}])
+    await outside.saga_in(order_id, "paying")
+    async with outside.knobs_turned(latency_ms=600_000):  # the answer waits, to be lost
+        assert (await outside.cancel(heidi, order_id)).status_code == 200
+        await eventually(
+            lambda: outside.payment(order_id),
+            lambda p: any(a["type"] == "PaymentVoided" for a in p.get("answers", [])),
+            timeout=60,
+            what="the void answered (queued)",
+        )
+    assert await outside.lose_queued_answers(order_id) >= 1
+
+    saga = await outside.saga_ends(order_id, timeout=6 * PAY_TIMEOUT + 30)
+
+    assert saga["status"] == "cancelled"
+    commands = [c for s in saga["steps"] for c in s["commands"]]
+    assert commands.count("VoidPayment") >= 2  # sent, then re-sent on the deadline
+    sent = [a for a in (await outside.payment(order_id))["answers"] if a["sent_at"]]
+    assert len(sent) >= 2  # the lost one and at least one answer to a re-send
+    assert await outside.stock("TEA-002") == before
 
 
 async def test_a_confirmed_order_cannot_be_cancelled_and_a_cancelled_one_cancels_again_unchanged(

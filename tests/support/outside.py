@@ -13,13 +13,14 @@ import asyncio
 import contextlib
 import email
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.policy import default as default_policy
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import confluent_kafka
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -61,11 +62,14 @@ class Raw:
 class Outside:
     """A running system and the prefix of its topics."""
 
-    def __init__(self, system: System, prefix: str, bootstrap: str) -> None:
+    def __init__(
+        self, system: System, prefix: str, bootstrap: str, databases: Mapping[str, str]
+    ) -> None:
         self.system = system
         self.prefix = prefix
         self.bootstrap = bootstrap
         self.http = system.http
+        self._databases = databases
 
     def topic(self, name: str) -> str:
         return self.prefix + name
@@ -171,6 +175,22 @@ class Outside:
             yield
         finally:
             await self.knobs(**before)
+
+    async def lose_queued_answers(self, order_id: str) -> int:
+        """A fault in transit: the provider's answers still waiting for the order are taken
+        as sent and never reach Kafka (what a provider whose broker lost an acknowledged
+        record would show). The one reach past the public surface, into the upstream stand-in's
+        own records; returns how many were lost."""
+        conn = await asyncpg.connect(self._databases["simulator"])
+        try:
+            status = await conn.execute(
+                "UPDATE answers SET sent_at = clock_timestamp()"
+                " WHERE order_id = $1 AND sent_at IS NULL",
+                order_id,
+            )
+        finally:
+            await conn.close()
+        return int(status.rpartition(" ")[2])
 
     def mails(self) -> dict[str, EmailMessage]:
         """Every receipt mailed so far, by file name."""
@@ -293,7 +313,7 @@ async def whole_system(infra: Infra, tmp: Path, **extra_env: str) -> AsyncIterat
         databases(infra.postgres_dsn) as dsns,
         running_system(dsns, prefix, bootstrap, tmp, with_projection=True, **extra_env) as system,
     ):
-        yield Outside(system, prefix, bootstrap)
+        yield Outside(system, prefix, bootstrap, dsns)
 
 
 def consumed_topics() -> list[str]:

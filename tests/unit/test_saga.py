@@ -330,13 +330,15 @@ def test_a_stock_reservation_after_a_cancel_is_already_covered_by_the_release() 
 # ---------------------------------------------------------------- deadlines
 
 
-def test_a_confirmation_deadline_resends_the_same_confirm_order() -> None:
+def test_a_confirmation_deadline_resends_the_confirm_order_under_an_id_of_its_own() -> None:
+    """Under the first id checkout's inbox would drop it unanswered, and a lost OrderConfirmed
+    would hold the saga in confirming for good."""
     run = at_status(Status.CONFIRMING)
+    [first] = [c for c in run.sent if c.type == "ConfirmOrder"]
     [again] = run.deadline()
-    assert (again.type, again.event_id) == (
-        "ConfirmOrder",
-        deterministic_id(PRODUCER, ORDER, "confirm"),
-    )
+    [third] = run.deadline()
+    assert (again.type, again.payload) == ("ConfirmOrder", first.payload)
+    assert len({first.event_id, again.event_id, third.event_id}) == 3
     assert run.s.status is Status.CONFIRMING
 
 
@@ -352,11 +354,12 @@ def test_a_compensation_deadline_resends_what_is_still_unanswered() -> None:
     run = at_status(Status.PAYING)
     run(PaymentDeclined(order_id=ORDER, reason="no"))
     run(released())
+    [first] = [c for c in run.sent if c.type == "RejectOrder"]
     [again] = run.deadline()
-    assert (again.type, again.event_id) == (
-        "RejectOrder",
-        deterministic_id(PRODUCER, ORDER, "reject"),
-    )
+    assert (again.type, again.payload) == ("RejectOrder", first.payload)
+    assert again.event_id != first.event_id  # answered again, not dropped as a duplicate
+    [third] = run.deadline()
+    assert third.event_id not in {first.event_id, again.event_id}
 
 
 def test_a_deadline_set_for_an_earlier_step_changes_nothing() -> None:
