@@ -44,7 +44,7 @@ from schemas.orchestrator.v1 import SagaDeadlinePassed
 from services.orchestrator.consumers import Topics, subscriptions
 from services.orchestrator.datadir import forget_another_clusters_state
 from services.orchestrator.deadlines import Deadlines, caught_up, partition_of
-from services.orchestrator.saga import PRODUCER, Incoming, Saga, apply, fail
+from services.orchestrator.saga import PRODUCER, Incoming, Saga, applied_before, apply, fail
 from services.orchestrator.settings import OrchestratorSettings
 from services.orchestrator.table import DurableTable
 from services.orchestrator.transport import Transport
@@ -70,6 +70,12 @@ STEP_SECONDS = Histogram(
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
 )
 
+STALLS = Counter(
+    "leadline_saga_stalled_partitions_total",
+    "Held partitions with records waiting and none delivered within the stall window, read"
+    " again from the next offset to process.",
+    ["topic"],
+)
 SKIPPED = Counter(
     "leadline_saga_records_skipped_total",
     "Records the saga agent never saw: an offset jump within a held partition of a source"
@@ -160,6 +166,7 @@ class Processor:
         self._done: dict[tuple[str, int], int] = {}  # next offset to process, per source
         # the next offset the agent should see, per source held since the last rebalance
         self._expected: dict[tuple[str, int], int] = {}
+        self._delivered: dict[tuple[str, int], float] = {}  # when a source last gave a record
         self.app.on_partitions_revoked.connect(self._on_revoked)
         self._indexed: set[int] = set()
         self._progress = time.monotonic()
@@ -229,6 +236,7 @@ class Processor:
     async def _saga_agent(self, stream: Any) -> None:
         async for event in stream.events():
             record = Record.of(event.message)
+            self._delivered[(record.topic, record.partition)] = time.monotonic()
             self._check_contiguous(record)
             await self._handle(record)
             self._done[(record.topic, record.partition)] = record.offset + 1
@@ -254,6 +262,7 @@ class Processor:
     async def _on_revoked(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         # after a rebalance a partition may come back further on (another worker read it)
         self._expected.clear()
+        self._delivered.clear()
 
     async def _handle(self, record: Record) -> None:
         """Never raises: faust would ack and skip the record."""
@@ -304,6 +313,11 @@ class Processor:
             # saga, finding its id applied, sends the very same commands again
             await self._persist(after)
             self._observe(before, after, message.TYPE, now)
+        elif after is not None and applied_before(before, incoming.message_id):
+            # a message applied before comes again: the local table may hold a state whose
+            # changelog write a crash cut off (faust writes the store first); written again,
+            # so a worker rebuilding the saga from the changelog finds it
+            await self._persist(after)
         log.info(
             "saga step",
             order_id=order_id,
@@ -401,6 +415,7 @@ class Processor:
             return
         try:
             await self._index_held_partitions()
+            await self._unstall()
             due = self.deadlines.due(datetime.now(UTC), self._caught_up())
             if not due:
                 return
@@ -471,6 +486,42 @@ class Processor:
             key = (tp.topic, tp.partition)
             if key in tps and meta.offset >= 0:
                 self._done.setdefault(key, meta.offset)
+
+    async def _unstall(self) -> None:
+        """Read again a held partition whose records wait and none came for `stall_seconds`:
+        faust's fetching can stall a partition after a rebalance (transport.py says how), and a
+        stalled partition announces no deadline, so its sagas would wait for good."""
+        if self.app.rebalancing or self.app.in_recovery or not self.app.flow_control.is_active():
+            return
+        now, window = time.monotonic(), self._settings.stall_seconds
+        consumer: Any = self.app.consumer
+        stalled: dict[TP, int] = {}
+        for topic, partition in self._held():
+            key, tp = (topic, partition), TP(topic, partition)
+            seen = self._delivered.setdefault(key, now)  # held since: counts as a delivery
+            hw = consumer.highwater(tp)
+            committed = consumer._committed_offset.get(tp)
+            next_offset = self._done.get(key, committed)
+            if hw is None or next_offset is None or hw <= next_offset or now - seen < window:
+                continue
+            stalled[tp] = next_offset
+        if not stalled:
+            return
+        consumer.stop_flow()  # no record of a batch in hand slips in while the seeks happen
+        try:
+            for tp, offset in stalled.items():
+                log.warning(
+                    "stalled partition read again",
+                    topic=tp.topic,
+                    partition=tp.partition,
+                    offset=offset,
+                    highwater=consumer.highwater(tp),
+                )
+                STALLS.labels(tp.topic).inc()
+                await consumer.seek(tp, offset)
+                self._delivered[(tp.topic, tp.partition)] = now
+        finally:
+            consumer.resume_flow()
 
     def _caught_up(self) -> set[int]:
         held = self._held()

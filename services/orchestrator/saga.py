@@ -210,7 +210,10 @@ def transition(saga: Saga | None, m: Message, now: datetime, t: Timeouts) -> Dec
             if s.receipt_number is not None:  # the receipt came first (another topic)
                 return _end(s, Status.COMPLETED), []
             return _wait(s, Status.RECEIPTING, now, t, [])
-        case Status.CONFIRMING, ReceiptIssued():
+        case Status.RESERVING | Status.PAYING | Status.CONFIRMING, ReceiptIssued():
+            # the receipt came first (another topic), or the saga was rebuilt from a changelog
+            # a step behind and its earlier replies are being applied again: kept for the
+            # OrderConfirmed that follows
             return s.model_copy(update={"receipt_number": m.receipt_number}), []
         case Status.RECEIPTING, ReceiptIssued():
             done = s.model_copy(update={"receipt_number": m.receipt_number})
@@ -411,6 +414,10 @@ def _command(order_id: str, step: str, message: Message, *, attempt: int | None 
 
 
 # ---------------------------------------------------------------- applying
+
+
+def applied_before(saga: Saga | None, message_id: str) -> bool:
+    return saga is not None and any(step.message_id == message_id for step in saga.history)
 
 
 def apply(saga: Saga | None, incoming: Incoming, t: Timeouts) -> Decision:

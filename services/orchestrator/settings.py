@@ -41,6 +41,12 @@ class OrchestratorSettings(CommonSettings):
     deadline_scan_seconds: float = Field(default=1.0, gt=0)
     max_attempts: int = Field(default=5, ge=1, description="per message, then dead-lettered")
     liveness_window: float = Field(default=60.0, gt=0)
+    stall_seconds: float = Field(
+        default=20.0,
+        gt=0,
+        description="a held partition with records waiting and none delivered for this long is"
+        " read again from the next offset to process (a stall of faust's fetching)",
+    )
 
     @property
     def timeouts(self) -> Timeouts:

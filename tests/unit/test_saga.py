@@ -174,6 +174,18 @@ def test_a_receipt_before_its_order_confirmed_completes_on_the_confirmation() ->
     assert run.s.status is Status.COMPLETED
 
 
+def test_a_receipt_applied_while_the_saga_is_a_step_behind_completes_it_once_confirmed() -> None:
+    """A saga rebuilt from a changelog that missed its last write is back in paying while its
+    replies come again, a ReceiptIssued (another topic) before the PaymentAuthorized: the
+    receipt must be kept, since it will not come again."""
+    run = at_status(Status.PAYING)
+    assert run(receipt()) == []
+    assert run.s.status is Status.PAYING
+    run(authorized())
+    run(OrderConfirmed(order_id=ORDER))
+    assert (run.s.status, run.s.receipt_number) == (Status.COMPLETED, receipt().receipt_number)
+
+
 def test_each_waiting_status_sets_its_own_deadline() -> None:
     for status, seconds in [
         (Status.RESERVING, 10),
