@@ -33,6 +33,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import faust
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from faust.contrib.asgi import bind_to_running_loop
@@ -237,27 +238,88 @@ class Processor:
         async for event in stream.events():
             record = Record.of(event.message)
             self._delivered[(record.topic, record.partition)] = time.monotonic()
-            self._check_contiguous(record)
-            await self._handle(record)
-            self._done[(record.topic, record.partition)] = record.offset + 1
-            self._progress = time.monotonic()
+            for missed in await self._skipped_before(record):
+                await self._apply_record(missed)
+            await self._apply_record(record)
 
-    def _check_contiguous(self, record: Record) -> None:
-        """Report records the stream skipped (faust has dropped prefetched records around
-        rebalances); the saga recovers a lost reply through its deadlines, this says it
-        happened."""
+    async def _apply_record(self, record: Record) -> None:
+        await self._handle(record)
+        key, next_offset = (record.topic, record.partition), record.offset + 1
+        self._expected[key] = max(self._expected.get(key, 0), next_offset)
+        self._done[key] = next_offset
+        self._view.applied(record.topic, record.partition, next_offset)
+        self._progress = time.monotonic()
+
+    async def _skipped_before(self, record: Record) -> list[Record]:
+        """The records of the partition before `record` that no agent applied, read from Kafka
+        by a consumer of our own: faust has handed the stream a record past them (within a
+        partition held since the last rebalance, or after its group offset was committed past
+        them; transport.py says how). Where the agents have got to is known here for the
+        former, and from the saga progress in PostgreSQL (written behind every worker) for the
+        latter. Applied before `record`, in their order; none when nothing was skipped."""
         key = (record.topic, record.partition)
         expected = self._expected.get(key)
-        self._expected[key] = record.offset + 1
-        if expected is not None and record.offset > expected:
-            SKIPPED.labels(record.topic).inc(record.offset - expected)
-            log.error(
-                "records skipped by the stream",
-                topic=record.topic,
-                partition=record.partition,
-                expected=expected,
-                offset=record.offset,
-            )
+        if expected is None:
+            expected = await self._recorded_progress(record.topic, record.partition)
+            self._expected[key] = record.offset if expected is None else expected
+        if expected is None or record.offset <= expected:
+            return []
+        SKIPPED.labels(record.topic).inc(record.offset - expected)
+        log.error(
+            "records skipped by the stream, read again",
+            topic=record.topic,
+            partition=record.partition,
+            expected=expected,
+            offset=record.offset,
+        )
+        attempt = 0
+        while True:  # the broker away: wait it out, as a command's send does
+            attempt += 1
+            try:
+                return await self._read_range(
+                    record.topic, record.partition, expected, record.offset
+                )
+            except (KafkaError, OSError, TimeoutError) as exc:
+                log.warning("skipped records not read, retrying", attempt=attempt, error=repr(exc))
+                await asyncio.sleep(backoff_delay(attempt, 0.1, 5.0))
+
+    async def _recorded_progress(self, topic: str, partition: int) -> int | None:
+        try:
+            return await self._view.progress(topic, partition)
+        except Exception as exc:  # PostgreSQL away: go on without the check, as before it
+            log.warning("saga progress not read", topic=topic, error=repr(exc))
+            return None
+
+    async def _read_range(self, topic: str, partition: int, start: int, end: int) -> list[Record]:
+        """The records at offsets start..end-1 (those still on the broker)."""
+        tp = TopicPartition(topic, partition)
+        reader = AIOKafkaConsumer(
+            bootstrap_servers=self._settings.kafka_bootstrap_servers,
+            client_id=f"{self._settings.faust_id}.skipped",
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
+        await reader.start()
+        found: list[Record] = []
+        try:
+            reader.assign([tp])
+            reader.seek(tp, start)
+            quiet_until = time.monotonic() + 30.0
+            while await reader.position(tp) < end:
+                batch = await reader.getmany(tp, timeout_ms=1000, max_records=end - start)
+                if batch:
+                    quiet_until = time.monotonic() + 30.0
+                elif time.monotonic() > quiet_until:
+                    raise TimeoutError(f"nothing read from {topic}[{partition}] in 30 s")
+                found += [
+                    Record(m.topic, m.partition, m.offset, m.key, m.value, list(m.headers))
+                    for m in batch.get(tp, [])
+                    if m.offset < end
+                ]
+        finally:
+            await reader.stop()
+        return found
 
     async def _on_revoked(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         # after a rebalance a partition may come back further on (another worker read it)

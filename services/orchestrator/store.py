@@ -29,6 +29,15 @@ CREATE TABLE IF NOT EXISTS sagas (
     state       jsonb       NOT NULL
 );
 CREATE INDEX IF NOT EXISTS sagas_by_status ON sagas (status, updated_at DESC);
+-- How far the saga agents have applied each source partition (the next offset to apply), kept
+-- apart from the consumer group's offsets, which faust has committed past records no agent
+-- applied: a worker taking a partition over reads what it skipped again from here.
+CREATE TABLE IF NOT EXISTS saga_progress (
+    topic       text    NOT NULL,
+    partition   integer NOT NULL,
+    next_offset bigint  NOT NULL,
+    PRIMARY KEY (topic, partition)
+);
 """
 
 _UPSERT = """
@@ -59,6 +68,34 @@ async def save(pool: asyncpg.Pool, sagas: Sequence[Saga]) -> None:
         [_updated_at(s) for s in sagas],
         [s.model_dump_json() for s in sagas],
     )
+
+
+_PROGRESS = """
+INSERT INTO saga_progress (topic, partition, next_offset)
+SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[])
+ON CONFLICT (topic, partition) DO UPDATE
+SET next_offset = GREATEST(saga_progress.next_offset, EXCLUDED.next_offset)
+"""
+
+
+async def save_progress(pool: asyncpg.Pool, progress: dict[tuple[str, int], int]) -> None:
+    """Only ever forward: a slow write of a worker that lost the partition cannot move it
+    back (a stale value only makes a successor read a few records again)."""
+    if not progress:
+        return
+    items = sorted(progress.items())
+    await pool.execute(
+        _PROGRESS, [t for (t, _), _ in items], [p for (_, p), _ in items], [n for _, n in items]
+    )
+
+
+async def progress(pool: asyncpg.Pool, topic: str, partition: int) -> int | None:
+    found: int | None = await pool.fetchval(
+        "SELECT next_offset FROM saga_progress WHERE topic = $1 AND partition = $2",
+        topic,
+        partition,
+    )
+    return found
 
 
 async def load(pool: asyncpg.Pool, order_id: str) -> Saga | None:

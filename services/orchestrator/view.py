@@ -33,6 +33,7 @@ class ViewWriter:
         self._interval, self._counts_every = interval, counts_every
         self._window = liveness_window
         self._pending: dict[str, Saga] = {}
+        self._progress: dict[tuple[str, int], int] = {}
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[object] | None = None
         self._beat = time.monotonic()
@@ -40,14 +41,26 @@ class ViewWriter:
     def put(self, saga: Saga) -> None:
         self._pending[saga.order_id] = saga
 
+    def applied(self, topic: str, partition: int, next_offset: int) -> None:
+        """The agent applied the partition's records before `next_offset`."""
+        self._progress[(topic, partition)] = next_offset
+
+    async def progress(self, topic: str, partition: int) -> int | None:
+        """The next offset to apply, as far as any worker recorded it."""
+        return await store.progress(self._pool, topic, partition)
+
     async def flush(self) -> int:
         batch, self._pending = list(self._pending.values()), {}
+        progress, self._progress = self._progress, {}
         try:
             await store.save(self._pool, batch)
+            await store.save_progress(self._pool, progress)
         except BaseException:
             # put back what is not newer in the meantime: nothing is lost, nothing goes back
             for saga in batch:
                 self._pending.setdefault(saga.order_id, saga)
+            for tp, offset in progress.items():
+                self._progress.setdefault(tp, offset)
             raise
         return len(batch)
 
