@@ -18,7 +18,7 @@ export LEADLINE_ENV ?= local
 BROKERS ?=
 SCALE ?= 1
 
-.PHONY: help setup up up-infra down status run logs test test-unit test-integration test-e2e test-faults lint fmt bench schemas
+.PHONY: help setup up up-infra down status run logs test test-unit test-integration test-e2e test-faults lint fmt bench bench-e2e schemas
 
 help: ## list the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -93,6 +93,9 @@ test-faults: up-infra ## the large fault run: ORDERS=2000 on one node and on 3 b
 
 bench: up-infra ## benchmarks: each figure next to a baseline from the same run
 	$(PY) -m bench
+
+bench-e2e: up-infra ## the whole system under open-loop load: sustained rate, latency, CPU/RSS
+	$(PY) -m bench.bench_e2e
 
 schemas: $(STAMP) ## regenerate the committed JSON Schema files from the models
 	$(PY) -m schemas.generate
