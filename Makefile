@@ -91,7 +91,7 @@ test-faults: up-infra ## the large fault run: ORDERS=2000 on one node and on 3 b
 		LEADLINE_FAULT_REPORT=$(CURDIR)/.run/faults.md \
 		$(PY) -m pytest tests/e2e/test_faults.py -s -p no:cacheprovider
 
-bench: up-infra ## benchmarks: each figure next to a baseline from the same run
+bench: up-infra ## benchmarks next to same-run baselines; fails if a ratio falls below 80% of bench/baseline.json
 	$(PY) -m bench
 
 bench-e2e: up-infra ## the whole system under open-loop load: sustained rate, latency, CPU/RSS
