@@ -52,9 +52,9 @@ from tests.support.faults import (
     poison_for_every_consumed_topic,
     projection_behind,
     read_dead_letters,
+    saga_stream_repairs,
     sagas_open,
     settled,
-    skipped_by_the_saga_stream,
     table,
 )
 from tests.support.infra import OwnKafka, OwnPostgres
@@ -216,7 +216,7 @@ async def run_and_check(
     dead = await read_dead_letters(kafka.bootstrap, prefix)
     rows = await invariants(dsns, load, initial, dead, poison)
     orchestrators = system.instances("orchestrator")
-    rows.append(skipped_by_the_saga_stream(system.procs[n].log for n in orchestrators))
+    rows += saga_stream_repairs(system.procs[n].log for n in orchestrators)
     outcomes = {
         kind: sum(1 for i in load.acknowledged.values() if i.kind == kind)
         for kind in ("approve", "decline", "short", "cancel")
