@@ -51,7 +51,7 @@ import shutil
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -64,11 +64,19 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from rich.console import Console
 from rich.table import Table
 
+from bench.chain import (
+    HOPS,
+    MESSAGE_BYTES,
+    WARMUP_ORDERS,
+    Percentiles,
+    baseline,
+    idempotent_producer,
+    percentiles,
+    until,
+)
 from bench.report import Figure, print_figures
-from schemas.catalogue import SAGA_PARTITIONS
 from schemas.warehouse.v1 import StockReceived
 from shared.envelope import Envelope
-from shared.kafka.admin import ensure_topics
 from tests.support.processes import catalogue_copy
 from tests.support.system import System, bearer, databases, running_system
 
@@ -82,34 +90,11 @@ IN_FLIGHT_CAP = 2000
 # the SKUs seeded with the most stock (services/inventory/seed.py); one unit per order
 SKUS = ("TEA-001", "TEA-002", "TEA-003", "CUP-001", "FILTER-100")
 CUSTOMERS = 16
-WARMUP_ORDERS = 10
-HOPS = 9
-MESSAGE_BYTES = 600
 OUT = Path(__file__).resolve().parents[1] / ".run" / "bench-e2e.json"
 # the processes' logs, mailbox and orchestrator state, kept until the next run
 STATE = OUT.with_suffix("")
 # the env prefixes of the processes that name their consumer group from the environment
 GROUPED = ("checkout", "inventory", "receipts", "projection", "simulator")
-
-Percentiles = dict[str, float]
-
-
-def percentiles(values: list[float]) -> Percentiles:
-    ordered = sorted(values)
-    if not ordered:
-        return {p: math.nan for p in ("p50", "p95", "p99")}
-    at = {"p50": 0.50, "p95": 0.95, "p99": 0.99}
-    return {p: ordered[min(len(ordered) - 1, int(q * len(ordered)))] for p, q in at.items()}
-
-
-async def until(done: Callable[[], bool], deadline: float) -> bool:
-    """Whether `done` held before `deadline` (perf_counter time), polled every 50 ms."""
-    while not done():
-        if time.perf_counter() > deadline:
-            return False
-        await asyncio.sleep(0.05)
-    return True
-
 
 # ------------------------------------------------------------------------------- what happened
 
@@ -388,95 +373,6 @@ def pids_of(system: System) -> dict[str, int]:
     return pids | {"bench (load generator)": os.getpid()}
 
 
-# -------------------------------------------------------------------------------- the baseline
-
-
-def hop_record(i: int) -> bytes:
-    head = b'{"id":%d,"pad":"' % i
-    return head + b"x" * (MESSAGE_BYTES - len(head) - 2) + b'"}'
-
-
-def idempotent_producer() -> AIOKafkaProducer:
-    return AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, acks="all", enable_idempotence=True)
-
-
-async def relay(consumer: AIOKafkaConsumer, producer: AIOKafkaProducer, to: str) -> None:
-    """One hop: every record re-produced to `to`, offsets committed once the batch is acked."""
-    while True:
-        batches = await consumer.getmany(timeout_ms=100)
-        sends = [await producer.send(to, r.value, key=r.key) for rs in batches.values() for r in rs]
-        await asyncio.gather(*sends)
-        if sends:
-            await consumer.commit()
-
-
-async def sink(consumer: AIOKafkaConsumer, arrivals: dict[int, float]) -> None:
-    while True:
-        batches = await consumer.getmany(timeout_ms=100)
-        seen_at = time.perf_counter()
-        for records in batches.values():
-            for record in records:
-                arrivals.setdefault(orjson.loads(record.value)["id"], seen_at)
-        if batches:
-            await consumer.commit()
-
-
-async def baseline(prefix: str, rate: float, count: int) -> Percentiles:
-    """End-to-end latency (ms, from each record's intended send time) through HOPS hops."""
-    topics = [f"{prefix}baseline.hop{k}" for k in range(1, HOPS + 1)]
-    await ensure_topics(BOOTSTRAP, [(t, SAGA_PARTITIONS, {}) for t in topics])
-    producers = [idempotent_producer() for _ in topics]
-    consumers = [
-        AIOKafkaConsumer(
-            t,
-            bootstrap_servers=BOOTSTRAP,
-            group_id=t,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-        )
-        for t in topics
-    ]
-    arrivals: dict[int, float] = {}
-    for client in (*producers, *consumers):
-        await client.start()
-    hops = [relay(consumers[k], producers[k + 1], topics[k + 1]) for k in range(len(topics) - 1)]
-    tasks = [asyncio.create_task(c) for c in (*hops, sink(consumers[-1], arrivals))]
-    try:
-        return await timed_chain(producers[0], topics[0], arrivals, rate, count)
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        for client in (*producers, *consumers):
-            await client.stop()
-
-
-async def timed_chain(
-    producer: AIOKafkaProducer, first: str, arrivals: dict[int, float], rate: float, count: int
-) -> Percentiles:
-    async def send(i: int) -> asyncio.Future[Any]:
-        future: asyncio.Future[Any] = await producer.send(
-            first, hop_record(i), key=f"order-{i}".encode()
-        )
-        return future
-
-    # warm-up (negative ids): every hop's group joined and its connections open before timing
-    for i in range(-WARMUP_ORDERS, 0):
-        await send(i)
-    warm = range(-WARMUP_ORDERS, 0)
-    if not await until(lambda: all(i in arrivals for i in warm), time.perf_counter() + 120):
-        raise RuntimeError("baseline warm-up records did not come through the chain")
-    t0 = time.perf_counter() + 0.05
-    acks = []
-    for i in range(count):
-        if (delay := t0 + i / rate - time.perf_counter()) > 0:
-            await asyncio.sleep(delay)
-        acks.append(await send(i))
-    await asyncio.gather(*acks)
-    await until(lambda: all(i in arrivals for i in range(count)), t0 + count / rate + GRACE)
-    return percentiles([(arrivals[i] - (t0 + i / rate)) * 1000 for i in arrivals if i >= 0])
-
-
 # ----------------------------------------------------------------------------------- the run
 
 
@@ -504,13 +400,13 @@ async def search(system: System, prefix: str, outcomes: Outcomes) -> dict[str, A
     usage = {name: Usage() for name in pids_of(system)}
     steps: list[Step] = []
     customers = Customers(system)
-    producer = idempotent_producer()
+    producer = idempotent_producer(BOOTSTRAP)
     await producer.start()
     try:
         warehouse = Warehouse(system, prefix, producer)
         await warm_up(system, customers, outcomes)
         rate = reference_rate()
-        chain = await baseline(prefix, rate, int(rate * SECONDS))
+        chain = await baseline(BOOTSTRAP, prefix, rate, int(rate * SECONDS), GRACE)
         for rate in sorted(RATES):
             count = int(rate * SECONDS)
             await warehouse.stock_for(count)

@@ -168,6 +168,7 @@ class Processor:
         # the next offset the agent should see, per source held since the last rebalance
         self._expected: dict[tuple[str, int], int] = {}
         self._delivered: dict[tuple[str, int], float] = {}  # when a source last gave a record
+        self._applying = asyncio.Lock()
         self.app.on_partitions_revoked.connect(self._on_revoked)
         self._indexed: set[int] = set()
         self._progress = time.monotonic()
@@ -238,9 +239,10 @@ class Processor:
         async for event in stream.events():
             record = Record.of(event.message)
             self._delivered[(record.topic, record.partition)] = time.monotonic()
-            for missed in await self._skipped_before(record):
-                await self._apply_record(missed)
-            await self._apply_record(record)
+            async with self._applying:  # one record at a time, the stall watchdog's too
+                for missed in await self._skipped_before(record):
+                    await self._apply_record(missed)
+                await self._apply_record(record)
 
     async def _apply_record(self, record: Record) -> None:
         await self._handle(record)
@@ -272,13 +274,18 @@ class Processor:
             expected=expected,
             offset=record.offset,
         )
+        return await self._read_range_retrying(
+            record.topic, record.partition, expected, record.offset
+        )
+
+    async def _read_range_retrying(
+        self, topic: str, partition: int, start: int, end: int
+    ) -> list[Record]:
         attempt = 0
         while True:  # the broker away: wait it out, as a command's send does
             attempt += 1
             try:
-                return await self._read_range(
-                    record.topic, record.partition, expected, record.offset
-                )
+                return await self._read_range(topic, partition, start, end)
             except (KafkaError, OSError, TimeoutError) as exc:
                 log.warning("skipped records not read, retrying", attempt=attempt, error=repr(exc))
                 await asyncio.sleep(backoff_delay(attempt, 0.1, 5.0))
@@ -550,40 +557,60 @@ class Processor:
                 self._done.setdefault(key, meta.offset)
 
     async def _unstall(self) -> None:
-        """Read again a held partition whose records wait and none came for `stall_seconds`:
-        faust's fetching can stall a partition after a rebalance (transport.py says how), and a
-        stalled partition announces no deadline, so its sagas would wait for good."""
+        """Apply what waits on a held partition from which nothing came for `stall_seconds`:
+        faust's fetching can stall a partition, or its group offset can run past records no
+        agent applied, and then no later record reveals the gap (transport.py says how). Where
+        the agents have got to is their own record (`_applied_up_to`), not faust's offsets. The
+        records up to the high watermark are read with a consumer of our own and applied, then
+        faust's consumer is sent back to them (they come again: the saga drops what it applied),
+        so that its offsets heal."""
         if self.app.rebalancing or self.app.in_recovery or not self.app.flow_control.is_active():
             return
         now, window = time.monotonic(), self._settings.stall_seconds
         consumer: Any = self.app.consumer
-        stalled: dict[TP, int] = {}
-        for topic, partition in self._held():
-            key, tp = (topic, partition), TP(topic, partition)
+        stalled: dict[tuple[str, int], tuple[int, int]] = {}
+        for key in self._held():
             seen = self._delivered.setdefault(key, now)  # held since: counts as a delivery
-            hw = consumer.highwater(tp)
-            committed = consumer._committed_offset.get(tp)
-            next_offset = self._done.get(key, committed)
-            if hw is None or next_offset is None or hw <= next_offset or now - seen < window:
+            hw = consumer.highwater(TP(*key))
+            if hw is None or now - seen < window:
                 continue
-            stalled[tp] = next_offset
+            start = await self._applied_up_to(key)
+            if start is not None and start < hw:
+                stalled[key] = (start, hw)
+        for (topic, partition), (start, end) in stalled.items():
+            log.warning(
+                "stalled partition read again",
+                topic=topic,
+                partition=partition,
+                offset=start,
+                highwater=end,
+            )
+            STALLS.labels(topic).inc()
+            async with self._applying:
+                for record in await self._read_range_retrying(topic, partition, start, end):
+                    await self._apply_record(record)
+            self._delivered[(topic, partition)] = time.monotonic()
         if not stalled:
             return
         consumer.stop_flow()  # no record of a batch in hand slips in while the seeks happen
         try:
-            for tp, offset in stalled.items():
-                log.warning(
-                    "stalled partition read again",
-                    topic=tp.topic,
-                    partition=tp.partition,
-                    offset=offset,
-                    highwater=consumer.highwater(tp),
-                )
-                STALLS.labels(tp.topic).inc()
-                await consumer.seek(tp, offset)
-                self._delivered[(tp.topic, tp.partition)] = now
+            for (topic, partition), (start, _) in stalled.items():
+                await consumer.seek(TP(topic, partition), start)
         finally:
             consumer.resume_flow()
+
+    async def _applied_up_to(self, key: tuple[str, int]) -> int | None:
+        """The next offset to apply: this worker's own, else the one recorded in PostgreSQL,
+        else faust's (processed or committed); None when nothing is known."""
+        if key not in self._expected:
+            recorded = await self._recorded_progress(*key)
+            if recorded is not None:
+                self._expected[key] = recorded
+        if key in self._expected:
+            return self._expected[key]
+        consumer: Any = self.app.consumer
+        committed: int | None = consumer._committed_offset.get(TP(*key))
+        return self._done.get(key, committed)
 
     def _caught_up(self) -> set[int]:
         held = self._held()
@@ -597,7 +624,10 @@ class Processor:
             committed = consumer._committed_offset.get(tp) or 0
             # not known (neither processed nor committed): not caught up, never a guess
             known = self._done.get((topic, partition), committed if committed else -1)
-            done[(topic, partition)] = max(known, committed)
+            # what the agents applied, where known, over faust's offsets (which have run
+            # past records no agent applied)
+            applied = self._expected.get((topic, partition))
+            done[(topic, partition)] = max(known, committed) if applied is None else applied
         return caught_up(held, highwater, done)
 
     def _lagging(self) -> bool:
