@@ -27,7 +27,10 @@ trap faust leaves open, found on our broker):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+import weakref
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -37,7 +40,10 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from faust.contrib.asgi import bind_to_running_loop
+from faust.events import Event as FaustEvent
+from faust.streams import _current_event
 from faust.types import TP
+from faust.types.tuples import Message as FaustMessage
 from prometheus_client import Counter, Histogram
 
 from schemas.catalogue import DEAD_LETTER_SUFFIX, SAGA_PARTITIONS
@@ -85,6 +91,30 @@ SKIPPED = Counter(
 )
 
 _SENDING_FAILURES = (DeliveryError, KafkaError, OSError, TimeoutError)
+
+
+@contextlib.contextmanager
+def standing_in_for_faust(app: faust.App, record: Record) -> Iterator[None]:
+    """faust's table (its store and its changelog) takes the partition to write from the event
+    its stream is processing, and refuses a write without one. The stall watchdog applies
+    records outside the stream: for each, it stands in an event for that very record."""
+    message = FaustMessage(
+        record.topic,
+        record.partition,
+        record.offset,
+        time.time(),
+        0,
+        record.headers,
+        record.key,
+        record.value,
+        None,
+    )
+    event = FaustEvent(app, record.key, record.value, record.headers, message)
+    token = _current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        _current_event.reset(token)
 
 
 @dataclass(frozen=True)
@@ -588,7 +618,8 @@ class Processor:
             STALLS.labels(topic).inc()
             async with self._applying:
                 for record in await self._read_range_retrying(topic, partition, start, end):
-                    await self._apply_record(record)
+                    with standing_in_for_faust(self.app, record):
+                        await self._apply_record(record)
             self._delivered[(topic, partition)] = time.monotonic()
         if not stalled:
             return
