@@ -202,13 +202,15 @@ async def run_and_check(
             await eventually(
                 lambda: sagas_open(dsns), lambda o: not o, timeout=120, interval=1.0, what="sagas"
             )
-        await eventually(
-            lambda: projection_behind(dsns),
-            lambda n: n == 0,
-            timeout=120,
-            interval=1.0,
-            what="projection caught up",
-        )
+        # a view still behind is a row of the table (asserted there, with the orders named)
+        with contextlib.suppress(AssertionError):
+            await eventually(
+                lambda: projection_behind(dsns),
+                lambda n: n == 0,
+                timeout=120,
+                interval=1.0,
+                what="projection caught up",
+            )
         settle = time.monotonic() - started - loaded
     finally:
         await supervisor.stop(supervising)

@@ -607,11 +607,18 @@ async def _projection_checks(
         dsns["checkout"], "SELECT stream_id, max(stream_version) AS v FROM events GROUP BY 1"
     )
     statuses = {o: status_of[t] for o, t in outcome.items()}
+    differing = {
+        o: (view.get(o), (statuses.get(o, "placed"), v))
+        for o, v in versions.items()
+        if view.get(o) != (statuses.get(o, "placed"), v)
+    }
     rows = [
-        check(
+        Check(
             "orders view ≠ checkout (status, version)",
-            0,
-            sum(1 for o, v in versions.items() if view.get(o) != (statuses.get(o, "placed"), v)),
+            "0",
+            # which, with (view, checkout), so that a failure says where to look
+            f"{len(differing)} {sorted(differing.items())[:3] if differing else ''}".strip(),
+            not differing,
         )
     ]
     stock_view = await _keyed(
