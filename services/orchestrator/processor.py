@@ -198,6 +198,7 @@ class Processor:
         # the next offset the agent should see, per source held since the last rebalance
         self._expected: dict[tuple[str, int], int] = {}
         self._delivered: dict[tuple[str, int], float] = {}  # when a source last gave a record
+        self._unrecorded: set[tuple[str, int]] = set()  # no progress in PostgreSQL yet
         self._applying = asyncio.Lock()
         self.app.on_partitions_revoked.connect(self._on_revoked)
         self._indexed: set[int] = set()
@@ -362,6 +363,7 @@ class Processor:
         # after a rebalance a partition may come back further on (another worker read it)
         self._expected.clear()
         self._delivered.clear()
+        self._unrecorded.clear()
 
     async def _handle(self, record: Record) -> None:
         """Never raises: faust would ack and skip the record."""
@@ -633,9 +635,11 @@ class Processor:
     async def _applied_up_to(self, key: tuple[str, int]) -> int | None:
         """The next offset to apply: this worker's own, else the one recorded in PostgreSQL,
         else faust's (processed or committed); None when nothing is known."""
-        if key not in self._expected:
+        if key not in self._expected and key not in self._unrecorded:
             recorded = await self._recorded_progress(*key)
-            if recorded is not None:
+            if recorded is None:
+                self._unrecorded.add(key)  # read once per assignment, not on every tick
+            else:
                 self._expected[key] = recorded
         if key in self._expected:
             return self._expected[key]
