@@ -46,7 +46,10 @@ class System:
         self.procs = procs
         self.mailbox = tmp / "mailbox"
         self.data_dir = tmp / "orchestrator"
-        self.http = httpx.AsyncClient(timeout=10)
+        # idle connections dropped before uvicorn's 5 s keep-alive closes them from its side:
+        # a request on a connection the server closes at that very moment fails with ReadError
+        # (seen: a GET 5.0 s after the previous request to the simulator)
+        self.http = httpx.AsyncClient(timeout=10, limits=httpx.Limits(keepalive_expiry=2.0))
 
     def url(self, service: str, path: str) -> str:
         """`service` names an instance: `checkout` is the first, `checkout-2` the second."""
