@@ -85,8 +85,8 @@ STALLS = Counter(
 )
 SKIPPED = Counter(
     "leadline_saga_records_skipped_total",
-    "Records the saga agent never saw: an offset jump within a held partition of a source"
-    " topic (none of ours is compacted or transactional, so offsets have no gaps).",
+    "Records faust's stream jumped over (past this worker's own or the recorded progress of a"
+    " source partition) that the processor read from Kafka itself and applied.",
     ["topic"],
 )
 
