@@ -612,12 +612,15 @@ async def _projection_checks(
         for o, v in versions.items()
         if view.get(o) != (statuses.get(o, "placed"), v)
     }
+    named = sorted(differing.items())[:3]
+    why = await _why_behind(dsns, [o for o, _ in named]) if differing else ""
     rows = [
         Check(
             "orders view ≠ checkout (status, version)",
             "0",
-            # which, with (view, checkout), so that a failure says where to look
-            f"{len(differing)} {sorted(differing.items())[:3] if differing else ''}".strip(),
+            # which, with (view, checkout) and where each of their events got to, so that a
+            # failure says where to look
+            f"{len(differing)} {named if differing else ''} {why}".strip(),
             not differing,
         )
     ]
@@ -655,6 +658,37 @@ async def _projection_checks(
         )
     )
     return rows
+
+
+async def _why_behind(dsns: dict[str, str], orders: list[str]) -> str:
+    """Each of `orders`' events in checkout's stream, with how far it got: its outbox row sent
+    (or not), and the orders view's inbox holding its id (applied) or not. An event sent and
+    not applied was lost between Kafka and the view; one not sent never left checkout."""
+    if not orders:
+        return ""
+    listed = ", ".join(f"'{o}'" for o in orders)  # our own uuids, not input
+    events = await _fetch(
+        dsns["checkout"],
+        "SELECT e.stream_id, e.stream_version, e.type, e.event_id,"
+        " bool_or(o.sent_at IS NOT NULL) AS sent FROM events e"
+        " LEFT JOIN outbox o ON o.event_id = e.event_id"
+        f" WHERE e.stream_id IN ({listed}) GROUP BY 1, 2, 3, 4 ORDER BY 1, 2",
+    )
+    applied = {
+        r[0]
+        for r in await _fetch(
+            dsns["projection"],
+            "SELECT event_id FROM view_orders.inbox WHERE event_id = ANY(ARRAY["
+            + ", ".join(f"'{r['event_id']}'::uuid" for r in events)
+            + "]::uuid[])",
+        )
+    }
+    said: dict[str, list[str]] = defaultdict(list)
+    for r in events:
+        sent = {True: "sent", False: "unsent", None: "no outbox row"}[r["sent"]]
+        got = "applied" if r["event_id"] in applied else "NOT applied"
+        said[r["stream_id"]].append(f"v{r['stream_version']} {r['type']} {sent} {got}")
+    return "; ".join(f"{o}: " + ", ".join(steps) for o, steps in said.items())
 
 
 def _dead_letter_checks(
