@@ -74,7 +74,9 @@ from bench.chain import (
     percentiles,
     until,
 )
+from bench.lag import Lags, LagSampler, short
 from bench.report import Figure, print_figures
+from bench.usage import cpu_seconds, infrastructure, rss_mib
 from schemas.warehouse.v1 import StockReceived
 from shared.envelope import Envelope
 from tests.support.processes import catalogue_copy
@@ -251,6 +253,9 @@ class Step:
     completed_per_s: float
     post_ms: Percentiles
     e2e_ms: Percentiles
+    # consumer lag per group (records): its peak during the step, and when sending ended
+    lag_peak: dict[str, int] = field(default_factory=dict)
+    lag_at_send_end: dict[str, int] = field(default_factory=dict)
 
     @property
     def sustained(self) -> bool:
@@ -290,12 +295,18 @@ def step_of(rate: float, placements: list[Placement], outcomes: Outcomes, deadli
     )
 
 
-async def run_step(customers: Customers, outcomes: Outcomes, rate: float, count: int) -> Step:
+async def run_step(
+    customers: Customers, outcomes: Outcomes, rate: float, count: int, lags: Lags, prefix: str
+) -> Step:
     window_end, placements = await customers.at_rate(rate, count)
+    lags.mark()
     deadline = window_end + GRACE
     ids = [p.order_id for p in placements if p.order_id is not None]
     await until(lambda: all(i in outcomes.receipts for i in ids), deadline)
-    return step_of(rate, placements, outcomes, deadline)
+    step = step_of(rate, placements, outcomes, deadline)
+    step.lag_peak.update({short(g, prefix): n for g, n in sorted(lags.peak.items())})
+    step.lag_at_send_end.update({short(g, prefix): n for g, n in sorted(lags.at_mark.items())})
+    return step
 
 
 async def warm_up(system: System, customers: Customers, outcomes: Outcomes) -> None:
@@ -322,19 +333,6 @@ class Usage:
     @property
     def cpu_percent(self) -> float:
         return 100 * self.cpu_seconds / self.wall_seconds if self.wall_seconds else math.nan
-
-
-def cpu_seconds(pid: int) -> float:
-    # fields after the command name, which may hold spaces: utime and stime are the 12th, 13th
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 @contextlib.asynccontextmanager
@@ -370,7 +368,7 @@ def ensure_all_running(system: System) -> None:
 
 def pids_of(system: System) -> dict[str, int]:
     pids = {n: p.proc.pid for n, p in system.procs.items() if p.proc is not None}
-    return pids | {"bench (load generator)": os.getpid()}
+    return pids | {"bench (load generator)": os.getpid()} | infrastructure()
 
 
 # ----------------------------------------------------------------------------------- the run
@@ -403,24 +401,25 @@ async def search(system: System, prefix: str, outcomes: Outcomes) -> dict[str, A
     producer = idempotent_producer(BOOTSTRAP)
     await producer.start()
     try:
-        warehouse = Warehouse(system, prefix, producer)
-        await warm_up(system, customers, outcomes)
-        rate = reference_rate()
-        chain = await baseline(BOOTSTRAP, prefix, rate, int(rate * SECONDS), GRACE)
-        for rate in sorted(RATES):
-            count = int(rate * SECONDS)
-            await warehouse.stock_for(count)
-            async with sampled(pids_of(system), usage):
-                steps.append(await run_step(customers, outcomes, rate, count))
-            done = steps[-1]
-            print(
-                f"step {rate:g}/s: {done.completed}/{done.sent} receipts,"
-                f" {done.completed_per_s:.1f}/s, e2e p99 {done.e2e_ms['p99']:.0f} ms",
-                flush=True,
-            )
-            ensure_all_running(system)
-            if not steps[-1].sustained:
-                break
+        async with LagSampler(BOOTSTRAP, prefix) as sampler:
+            warehouse = Warehouse(system, prefix, producer)
+            await warm_up(system, customers, outcomes)
+            rate = reference_rate()
+            chain = await baseline(BOOTSTRAP, prefix, rate, int(rate * SECONDS), GRACE)
+            for rate in sorted(RATES):
+                count = int(rate * SECONDS)
+                await warehouse.stock_for(count)
+                async with sampled(pids_of(system), usage), sampler.sampling() as lags:
+                    steps.append(await run_step(customers, outcomes, rate, count, lags, prefix))
+                done = steps[-1]
+                print(
+                    f"step {rate:g}/s: {done.completed}/{done.sent} receipts,"
+                    f" {done.completed_per_s:.1f}/s, e2e p99 {done.e2e_ms['p99']:.0f} ms",
+                    flush=True,
+                )
+                ensure_all_running(system)
+                if not steps[-1].sustained:
+                    break
     finally:
         await customers.aclose()
         await producer.stop()
@@ -516,6 +515,19 @@ def print_usage(found: dict[str, Any]) -> None:
     Console(width=160).print(table)
 
 
+def print_lag(found: dict[str, Any]) -> None:
+    table = Table(title="Consumer lag per group (records): when sending ended / peak of the step")
+    table.add_column("group")
+    steps = found["steps"]
+    for s in steps:
+        table.add_column(f"{s['rate']:g}/s", justify="right")
+    groups = sorted({g for s in steps for g in s["lag_peak"]})
+    for g in groups:
+        cells = [f"{s['lag_at_send_end'].get(g, 0)} / {s['lag_peak'].get(g, 0)}" for s in steps]
+        table.add_row(g, *cells)
+    Console(width=160).print(table)
+
+
 def print_latency(found: dict[str, Any]) -> None:
     reference, chain = found["reference"], found["baseline"]
     if reference is None:
@@ -543,6 +555,7 @@ def main() -> None:
     OUT.write_bytes(orjson.dumps(found, option=orjson.OPT_INDENT_2) + b"\n")
     print_steps(found)
     print_latency(found)
+    print_lag(found)
     print_usage(found)
     print(f"highest sustained rate: {found['highest_sustained_rate']} orders/s; written to {OUT}")
 
