@@ -146,9 +146,18 @@ class OwnPostgres:
             "PG_PORT": str(self.port),
             "LEADLINE_DATABASES": " ".join(databases),
         }
+        self._cleared = False
 
     def up(self) -> None:
         """Start (initialising on first use) and create the databases that are missing."""
+        if not self._cleared:
+            # infra.sh may keep the cluster outside the run dir (pg_datadir), in a folder named
+            # after the run dir's path: a run killed before `remove()` left one there, and the
+            # next run at the same path (pytest's --basetemp) would start on its data (seen:
+            # 157 orders of an earlier run in a fresh fault run's checkout database)
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self._clear()
+            self._cleared = True
         _infra(self._env, "pg-up")
 
     def dsn(self, database: str) -> str:
@@ -166,6 +175,12 @@ class OwnPostgres:
         """Stop and delete the cluster's data; safe to call twice."""
         if not self.run_dir.exists():
             return
+        self._clear()
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+
+    def _clear(self) -> None:
+        """Stop the run dir's cluster (a stale one too) and delete its data, wherever infra.sh
+        keeps it (`pg-down` finds it, and writes the hint that says where)."""
         _infra(self._env, "pg-down", check=False)
         hint = self.run_dir / "pids" / "postgres.dir"
         if hint.exists():  # the data may live outside run_dir (see infra.sh pg_datadir)
@@ -174,7 +189,7 @@ class OwnPostgres:
             if data.parent.name.startswith("leadline-"):  # the folder infra.sh made for it
                 with contextlib.suppress(OSError):
                     data.parent.rmdir()
-        shutil.rmtree(self.run_dir, ignore_errors=True)
+            hint.unlink()  # the next pg-up makes the folder again, owned by postgres
 
 
 async def topic_overrides(bootstrap: str, topic: str) -> dict[str, str]:
