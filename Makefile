@@ -74,7 +74,8 @@ fmt: $(STAMP) ## format and autofix
 	$(VENV)/bin/ruff format shared schemas services simulators tests bench
 	$(VENV)/bin/ruff check --fix shared schemas services simulators tests bench
 
-test: lint up-infra ## lint, bring up Kafka and PostgreSQL, run every test
+test: lint up-infra ## lint, bring up Kafka and PostgreSQL, install the test tools, run every test
+	@bash deploy/local/tools.sh promtool asyncapi
 	$(PY) -m pytest
 
 test-unit: $(STAMP) ## unit tests only (no I/O)
@@ -96,6 +97,16 @@ bench: up-infra ## benchmarks next to same-run baselines; fails if a ratio falls
 
 bench-e2e: up-infra ## the whole system under open-loop load: sustained rate, latency, CPU/RSS
 	$(PY) -m bench.bench_e2e
+
+.PHONY: asyncapi alerts
+asyncapi: ## validate schemas/asyncapi.json with @asyncapi/parser (npm), printing every diagnostic
+	@bash deploy/local/tools.sh asyncapi
+	@node deploy/asyncapi/validate.mjs schemas/asyncapi.json
+
+alerts: ## check the Prometheus alert rules and run their unit tests with promtool
+	@bash deploy/local/tools.sh promtool
+	@promtool check rules deploy/observability/alerts.yml
+	@promtool test rules deploy/observability/alerts_test.yml
 
 schemas: $(STAMP) ## regenerate the committed JSON Schema files from the models
 	$(PY) -m schemas.generate
