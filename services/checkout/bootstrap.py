@@ -16,6 +16,7 @@ from services.checkout.settings import CheckoutSettings
 from services.checkout.store import SCHEMA, PostgresCheckoutUnitOfWork, seed_products
 from shared.auth import AuthSettings, add_auth_check, make_bearer_dependency
 from shared.buses import CommandBus, QueryBus
+from shared.http.asyncapi import asyncapi_router
 from shared.http.health import HealthChecks
 from shared.kafka.consumer import ConsumerRunner, ConsumerSettings
 from shared.runtime import ServiceRuntime, service_app
@@ -63,6 +64,7 @@ def create_app(
     app = service_app(
         runtime(settings),
         orders_router(make_bearer_dependency(auth)),
+        asyncapi_router(),
         title="Leadline checkout",
         version="1.0.0",
         summary="Place, read and cancel orders.",

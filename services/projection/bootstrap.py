@@ -13,6 +13,7 @@ from services.projection.monitor import Monitor
 from services.projection.settings import ProjectionSettings
 from services.projection.store import SCHEMA
 from shared.auth import AuthSettings, add_auth_check, make_bearer_dependency
+from shared.http.asyncapi import asyncapi_router
 from shared.http.health import CheckResult, HealthChecks
 from shared.kafka.consumer import ConsumerSettings
 from shared.runtime import Housekeeping, ServiceRuntime, service_app
@@ -88,6 +89,7 @@ def create_app(settings: ProjectionSettings, auth: AuthSettings) -> FastAPI:
     return service_app(
         running,
         api.router(make_bearer_dependency(auth), read_wait=settings.read_wait_seconds),
+        asyncapi_router(),
         title="Leadline projection",
         version="1",
         max_body_bytes=settings.max_body_bytes,
