@@ -1,0 +1,64 @@
+"""Failures as an operator reads them: one line on stderr and an exit status a script can test.
+
+1: what was asked for is not there (an unknown order, topic, dead letter) or was refused;
+2: the command line or the environment is wrong (typer's and `configured`'s status);
+3: Kafka or PostgreSQL cannot be reached, as the services exit when they start without them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+import asyncpg
+from aiokafka.errors import KafkaConnectionError, KafkaError
+
+T = TypeVar("T")
+
+NOT_FOUND, USAGE, UNREACHABLE = 1, 2, 3
+
+
+class CliError(Exception):
+    def __init__(self, message: str, status: int = NOT_FOUND) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def redact(dsn: str) -> str:
+    """A database URL without its password, fit to print."""
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", dsn)
+
+
+def kafka_unreachable(bootstrap: str, exc: BaseException) -> CliError:
+    return CliError(f"Kafka unreachable at {bootstrap}: {brief(exc)}", UNREACHABLE)
+
+
+def postgres_unreachable(dsn: str, exc: BaseException) -> CliError:
+    return CliError(f"PostgreSQL unreachable at {redact(dsn)}: {brief(exc)}", UNREACHABLE)
+
+
+def brief(exc: BaseException) -> str:
+    """The exception's type and the first line of its message (aiokafka's repeat the type)."""
+    name = type(exc).__name__
+    lines = str(exc).strip().splitlines()
+    text = lines[0].removeprefix(f"{name}: ") if lines else ""
+    return f"{name}: {text}" if text else name
+
+
+def run(work: Coroutine[Any, Any, T], *, bootstrap: str) -> T:
+    """Run one command's coroutine; what Kafka or PostgreSQL raise that the command did not
+    turn into a CliError itself becomes one (a broker gone mid-command, a refused request)."""
+    try:
+        return asyncio.run(work)
+    except CliError:
+        raise
+    except (KafkaConnectionError, TimeoutError) as exc:
+        raise kafka_unreachable(bootstrap, exc) from None
+    except KafkaError as exc:
+        raise CliError(f"Kafka refused the request: {brief(exc)}") from None
+    except asyncpg.PostgresError as exc:
+        raise CliError(f"PostgreSQL refused: {brief(exc)}") from None
+    except OSError as exc:  # a connection lost mid-command
+        raise CliError(brief(exc), UNREACHABLE) from None
