@@ -416,15 +416,25 @@ def _command(order_id: str, step: str, message: Message, *, attempt: int | None 
 # ---------------------------------------------------------------- applying
 
 
+IGNORED = "ignored"
+
+
 def applied_before(saga: Saga | None, message_id: str) -> bool:
     return saga is not None and any(step.message_id == message_id for step in saga.history)
 
 
 def apply(saga: Saga | None, incoming: Incoming, t: Timeouts) -> Decision:
-    """Apply `incoming` once. Seen before: the same commands again and no change."""
+    """Apply `incoming` once. Seen before: the same commands again and no change.
+
+    A message the saga ignored does not count as seen: it is judged again when it comes again.
+    A saga rebuilt a step behind (a changelog write cut off, a takeover) may read an answer
+    before the reply that led to its command, and ignore it; the command is re-sent on the
+    deadline and answered with that very event again (checkout re-publishes its outcome under
+    its first id), which must then be applied. Ignoring it again is what an ignored message
+    costs otherwise: one more history step (up to HISTORY_LIMIT)."""
     if saga is not None:
         for step in saga.history:
-            if step.message_id == incoming.message_id:
+            if step.message_id == incoming.message_id and step.note != IGNORED:
                 return saga, list(step.commands)
     m = incoming.message
     after, commands = transition(saga, m, incoming.at, t)
@@ -441,7 +451,7 @@ def apply(saga: Saga | None, incoming: Incoming, t: Timeouts) -> Decision:
         version=version,
         payload=payload,
         status=after.status,
-        note="" if changed else "ignored",
+        note="" if changed else IGNORED,
         commands=tuple(commands),
     )
     return after.model_copy(update={"history": (*after.history, step)}), commands

@@ -398,6 +398,36 @@ def test_a_message_applied_before_gives_back_the_same_commands_and_changes_nothi
     assert run.s.status is Status.RESERVING
 
 
+@pytest.mark.parametrize("outcome", ["rejected", "confirmed"])
+def test_an_outcome_ignored_while_the_saga_was_a_step_behind_is_applied_when_it_comes_again(
+    outcome: str,
+) -> None:
+    """A worker that took the partitions over with its table a step behind (seen in the cluster
+    fault run) reads checkout's answer before the reply that led to the command: the saga,
+    still reserving (or paying), ignores it. Every deadline after that re-sends the command,
+    and checkout answers with that very event again (same id): it must now be applied, not
+    dropped as seen, or the saga waits for ever (14 sagas left rejecting and confirming)."""
+    run = at_status(Status.RESERVING)
+    if outcome == "rejected":
+        answer: Message = rejected()
+        assert run(answer, message_id="outcome-1") == []  # before its StockReservationFailed
+        run(out_of_stock())
+        expected = Status.REJECTED
+    else:
+        answer = OrderConfirmed(order_id=ORDER)
+        run(reserved())
+        assert run(answer, message_id="outcome-1") == []  # before its PaymentAuthorized
+        run(authorized())
+        run(receipt())
+        expected = Status.COMPLETED
+    assert run.s.status is not expected
+    run.deadline()  # the command again; checkout re-publishes its outcome as first published
+    run(answer, message_id="outcome-1")
+    assert run.s.status is expected
+    assert run(answer, message_id="outcome-1") == []  # applied now: a repeat changes nothing
+    assert run.s.status is expected
+
+
 def test_replies_for_an_order_the_saga_never_saw_start_nothing() -> None:
     run = Run()
     assert run(reserved()) == []
