@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,17 +27,26 @@ REQUEST_TIMEOUT_MS = 10_000
 
 
 @contextlib.asynccontextmanager
-async def admin(bootstrap: str) -> AsyncIterator[Any]:
-    client = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=REQUEST_TIMEOUT_MS)
+async def _started(
+    bootstrap: str, client: Any, stop: Callable[[], Awaitable[Any]]
+) -> AsyncIterator[Any]:
+    """`client` started (a broker it cannot reach: one clear error), stopped on the way out."""
     try:
         await client.start()
     except KafkaConnectionError as exc:
-        await client.close()
+        await stop()
         raise kafka_unreachable(bootstrap, exc) from None
     try:
         yield client
     finally:
-        await client.close()
+        await stop()
+
+
+@contextlib.asynccontextmanager
+async def admin(bootstrap: str) -> AsyncIterator[Any]:
+    client = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=REQUEST_TIMEOUT_MS)
+    async with _started(bootstrap, client, client.close) as started:
+        yield started
 
 
 @contextlib.asynccontextmanager
@@ -50,15 +59,8 @@ async def reader(bootstrap: str) -> AsyncIterator[Any]:
         auto_offset_reset="earliest",
         request_timeout_ms=REQUEST_TIMEOUT_MS,
     )
-    try:
-        await consumer.start()
-    except KafkaConnectionError as exc:
-        await consumer.stop()
-        raise kafka_unreachable(bootstrap, exc) from None
-    try:
-        yield consumer
-    finally:
-        await consumer.stop()
+    async with _started(bootstrap, consumer, consumer.stop) as started:
+        yield started
 
 
 async def topics_under_prefix(settings: CliSettings) -> list[str]:
