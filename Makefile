@@ -75,7 +75,7 @@ fmt: $(STAMP) ## format and autofix
 	$(VENV)/bin/ruff check --fix shared schemas services simulators tests bench
 
 test: lint up-infra ## lint, bring up Kafka and PostgreSQL, install the test tools, run every test
-	@bash deploy/local/tools.sh promtool asyncapi
+	@bash deploy/local/tools.sh promtool asyncapi chromium
 	$(PY) -m pytest
 
 test-unit: $(STAMP) ## unit tests only (no I/O)
@@ -97,6 +97,10 @@ bench: up-infra ## benchmarks next to same-run baselines; fails if a ratio falls
 
 bench-e2e: up-infra ## the whole system under open-loop load: sustained rate, latency, CPU/RSS
 	$(PY) -m bench.bench_e2e
+
+.PHONY: console
+console: $(STAMP) ## the operator console on http://127.0.0.1:8010 (sign in with an admin-scope token)
+	$(VENV)/bin/leadline console
 
 .PHONY: asyncapi alerts
 asyncapi: ## validate schemas/asyncapi.json with @asyncapi/parser (npm), printing every diagnostic

@@ -10,6 +10,8 @@
 #   asyncapi           @asyncapi/parser from the npm registry, as pinned by
 #                      deploy/asyncapi/package-lock.json, for tests/ops/test_asyncapi.py;
 #                      `npm ci` runs only when node_modules is missing or the lock changed
+#   chromium           Debian's chromium and chromium-driver (/usr/bin/chromium,
+#                      /usr/bin/chromedriver), for tests/console in headless Chromium
 #
 # Idempotent and quiet: prints only what it installs, on stderr. `apt-get update` runs only when
 # the package lists do not know a package yet (a new machine) or an install from them fails.
@@ -64,6 +66,16 @@ tool_promtool() {
   command -v promtool >/dev/null || die "prometheus installed but promtool is not on PATH"
 }
 
+# Debian's own build and its matching driver: a test tool's download of a browser of its own
+# cannot work here (no host but the package registries is reached).
+tool_chromium() {
+  [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] && return 0
+  log "installing Debian's chromium and chromium-driver (for tests/console)"
+  apt_install chromium chromium-driver
+  [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] \
+    || die "chromium installed but /usr/bin/chromium or /usr/bin/chromedriver is missing"
+}
+
 # `npm ci` installs exactly the lock (wiping node_modules first); the stamp names the lock it
 # installed, so a changed lock installs again and an unchanged one costs a cksum. deploy/asyncapi/
 # .npmrc turns install scripts off.
@@ -78,11 +90,12 @@ tool_asyncapi() {
   touch "$stamp"
 }
 
-[ "$#" -gt 0 ] || die "usage: tools.sh NAME... (known: promtool asyncapi)"
+[ "$#" -gt 0 ] || die "usage: tools.sh NAME... (known: promtool asyncapi chromium)"
 for name in "$@"; do
   case "$name" in
     promtool) tool_promtool ;;
     asyncapi) tool_asyncapi ;;
-    *) die "unknown tool '$name' (known: promtool asyncapi)" ;;
+    chromium) tool_chromium ;;
+    *) die "unknown tool '$name' (known: promtool asyncapi chromium)" ;;
   esac
 done

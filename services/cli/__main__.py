@@ -20,18 +20,20 @@ import typer
 from rich.console import Console
 
 from services.cli import dlq, events, kafka, render, sagas, status, trace
+from services.cli.console.app import create_app
 from services.cli.errors import USAGE, CliError, run
 from services.cli.events import Seen
 from services.cli.rebuild import rebuild
 from services.cli.settings import CliSettings
-from shared.runtime import configured
+from shared.auth import AuthSettings
+from shared.runtime import configured, serve
 
 T = TypeVar("T")
 
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
-    help="Operate Leadline: health, topics and lag, events, dead letters, sagas, traces.",
+    help="Operate Leadline: health, topics and lag, events, dead letters, sagas, traces, console.",
 )
 events_app = typer.Typer(no_args_is_help=True, help="Records on a topic, decoded.")
 dlq_app = typer.Typer(no_args_is_help=True, help="Dead letters: list, show, re-drive.")
@@ -279,6 +281,26 @@ def trace_command(order_id: str, as_json: Json = False) -> None:
         typer.echo(render.json_text(render.trace_json(order_id, roots)))
     else:
         Console().print(render.trace(order_id, roots))
+
+
+@app.command("console")
+def console_command(
+    host: Annotated[
+        str,
+        typer.Option(help="Where to listen. Plain HTTP carries the token: keep it on loopback."),
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8010,
+) -> None:
+    """The operator console, a web page: sagas by state and each saga's timeline, dead letters
+    with re-drive, consumer lag per group, outbox backlog per service. Sign in with a token
+    that has the admin scope (AUTH_* settings, as the services read them)."""
+    settings = _settings()
+    auth = configured("leadline console", AuthSettings)
+    # the console's own warnings and uvicorn's start-up lines (the address, a port in use)
+    # are for the operator who started it; the libraries below stay as quiet as for any command
+    for name in ("uvicorn.error", "services.cli.console"):
+        logging.getLogger(name).setLevel(logging.INFO)
+    serve(create_app(settings, auth), host=host, port=port)
 
 
 def main() -> None:

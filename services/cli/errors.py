@@ -47,18 +47,29 @@ def brief(exc: BaseException) -> str:
     return f"{name}: {text}" if text else name
 
 
+def explained(exc: BaseException, *, bootstrap: str) -> CliError | None:
+    """What Kafka or PostgreSQL raised, as a CliError (a broker gone mid-command, a refused
+    request); None for anything else, which is a bug to show as one."""
+    match exc:
+        case CliError():
+            return exc
+        case KafkaConnectionError() | TimeoutError():
+            return kafka_unreachable(bootstrap, exc)
+        case KafkaError():
+            return CliError(f"Kafka refused the request: {brief(exc)}")
+        case asyncpg.PostgresError():
+            return CliError(f"PostgreSQL refused: {brief(exc)}")
+        case OSError():  # a connection lost mid-command
+            return CliError(brief(exc), UNREACHABLE)
+    return None
+
+
 def run(work: Coroutine[Any, Any, T], *, bootstrap: str) -> T:
     """Run one command's coroutine; what Kafka or PostgreSQL raise that the command did not
-    turn into a CliError itself becomes one (a broker gone mid-command, a refused request)."""
+    turn into a CliError itself becomes one."""
     try:
         return asyncio.run(work)
-    except CliError:
-        raise
-    except (KafkaConnectionError, TimeoutError) as exc:
-        raise kafka_unreachable(bootstrap, exc) from None
-    except KafkaError as exc:
-        raise CliError(f"Kafka refused the request: {brief(exc)}") from None
-    except asyncpg.PostgresError as exc:
-        raise CliError(f"PostgreSQL refused: {brief(exc)}") from None
-    except OSError as exc:  # a connection lost mid-command
-        raise CliError(brief(exc), UNREACHABLE) from None
+    except Exception as exc:
+        if (error := explained(exc, bootstrap=bootstrap)) is None or error is exc:
+            raise
+        raise error from None

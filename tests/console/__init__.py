@@ -1,0 +1,1 @@
+"""The operator console (`leadline console`) in a real headless Chromium."""
