@@ -340,14 +340,18 @@ async def sampled(pids: Mapping[str, int], usage: dict[str, Usage]) -> AsyncIter
     """Adds the block's CPU time and wall time to `usage`, and its peak RSS (read each second)."""
     stop = asyncio.Event()
 
+    apart = frozenset(pids.values())  # each process measured once, not also in its parent's
+
     async def peaks() -> None:
         while not stop.is_set():
             for name, pid in pids.items():
-                usage[name].peak_rss_mib = max(usage[name].peak_rss_mib, rss_mib(pid))
+                rss = rss_mib(pid, apart - {pid})
+                usage[name].peak_rss_mib = max(usage[name].peak_rss_mib, rss)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 1.0)
 
-    started, before = time.perf_counter(), {n: cpu_seconds(p) for n, p in pids.items()}
+    started = time.perf_counter()
+    before = {n: cpu_seconds(p, apart - {p}) for n, p in pids.items()}
     task = asyncio.create_task(peaks())
     try:
         yield
@@ -356,7 +360,7 @@ async def sampled(pids: Mapping[str, int], usage: dict[str, Usage]) -> AsyncIter
         await task
         wall = time.perf_counter() - started
         for name, pid in pids.items():
-            usage[name].cpu_seconds += cpu_seconds(pid) - before[name]
+            usage[name].cpu_seconds += cpu_seconds(pid, apart - {pid}) - before[name]
             usage[name].wall_seconds += wall
 
 

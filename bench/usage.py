@@ -29,19 +29,22 @@ def children(pid: int) -> list[int]:
     return found
 
 
-def tree(pid: int) -> Iterator[int]:
-    """`pid` and its descendants alive now."""
+def tree(pid: int, apart: frozenset[int] = frozenset()) -> Iterator[int]:
+    """`pid` and its descendants alive now, but for those in `apart` and theirs (processes
+    measured on their own: the load generator is the parent of every service it starts)."""
     yield pid
     for child in children(pid):
-        yield from tree(child)
+        if child not in apart:
+            yield from tree(child, apart)
 
 
-def cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int, apart: frozenset[int] = frozenset()) -> float:
     """utime + stime of `pid`, of its children alive now, and of those it has reaped (cutime +
     cstime): a difference of two readings is the tree's CPU time in between, backends that came
-    and went included (as long as the parent waited for them, which the postmaster does)."""
+    and went included (as long as the parent waited for them, which the postmaster does).
+    Processes in `apart` are left out, but once reaped they count in their parent's cutime."""
     total = 0
-    for p in tree(pid):
+    for p in tree(pid, apart):
         with contextlib.suppress(OSError):  # gone between the listing and the read
             f = _stat(p)
             total += int(f[11]) + int(f[12]) + (int(f[13]) + int(f[14]) if p == pid else 0)
@@ -58,11 +61,11 @@ def _status(pid: int) -> dict[str, int]:
     return kib
 
 
-def rss_mib(pid: int) -> float:
+def rss_mib(pid: int, apart: frozenset[int] = frozenset()) -> float:
     """Resident memory of the tree: each process's private part (VmRSS - RssShmem), plus the
     largest shared part once (PostgreSQL's shared buffers are mapped by every backend)."""
     private = shared = 0
-    for p in tree(pid):
+    for p in tree(pid, apart):
         s = _status(p)
         private += s.get("VmRSS", 0) - s.get("RssShmem", 0)
         shared = max(shared, s.get("RssShmem", 0))

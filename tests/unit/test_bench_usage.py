@@ -24,6 +24,16 @@ def test_a_running_child_is_part_of_the_tree() -> None:
         child.communicate(b"")
 
 
+def test_a_child_measured_on_its_own_is_left_out_of_its_parents_tree() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=-1)
+    try:
+        assert child.pid not in set(usage.tree(os.getpid(), frozenset({child.pid})))
+        with_child = usage.rss_mib(os.getpid())
+        assert usage.rss_mib(os.getpid(), frozenset({child.pid})) < with_child
+    finally:
+        child.communicate(b"")
+
+
 def test_the_cpu_of_a_reaped_child_is_charged_to_its_parent() -> None:
     def children() -> float:
         r = resource.getrusage(resource.RUSAGE_CHILDREN)
