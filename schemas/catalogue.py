@@ -78,6 +78,15 @@ TOPICS: tuple[Topic, ...] = (
         key_overrides=(("StockLevelChanged", "sku"),),
     ),
     Topic(
+        "receipts.commands",
+        SAGA_PARTITIONS,
+        "order_id",
+        ("RequestReceipt",),
+        saga=True,
+        commands=True,
+        description="commands the saga sends to receipts: a receipt asked for again",
+    ),
+    Topic(
         "receipts.events",
         SAGA_PARTITIONS,
         "order_id",

@@ -25,3 +25,16 @@ class ReceiptIssued(Message):
     tax_cents: Cents
     total_cents: Cents
     issued_at: datetime
+
+
+@REGISTRY.register
+class RequestReceipt(Message):
+    """The saga asks for a confirmed order's receipt again: its ReceiptIssued did not reach
+    the saga in time. Receipts answers with the receipt it issued, under that receipt's own id
+    (a saga that applied it drops the repeat); before it issued one, with nothing: the
+    OrderConfirmed it has yet to read issues it."""
+
+    TYPE = "RequestReceipt"
+    VERSION = 1
+
+    order_id: Id

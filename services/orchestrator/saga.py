@@ -55,7 +55,7 @@ from schemas.payments.v1 import (
     RequestPayment,
     VoidPayment,
 )
-from schemas.receipts.v1 import ReceiptIssued
+from schemas.receipts.v1 import ReceiptIssued, RequestReceipt
 from schemas.registry import REGISTRY, Message
 from shared.envelope import deterministic_id
 
@@ -88,6 +88,7 @@ COMMAND_TOPICS: dict[type[Message], str] = {
     VoidPayment: "payments.requests",
     ConfirmOrder: "checkout.commands",
     RejectOrder: "checkout.commands",
+    RequestReceipt: "receipts.commands",
 }
 OUTCOME_OF: dict[str, str] = {
     "release": "StockReleased",
@@ -122,7 +123,7 @@ class Command(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    step: str  # reserve, reserve-again, pay, pay-again, confirm, release, void, reject
+    step: str  # reserve, reserve-again, pay, pay-again, confirm, release, void, reject, receipt
     topic: str  # catalogue name
     type: str
     version: int
@@ -166,7 +167,7 @@ class Saga(BaseModel):
     awaiting: frozenset[str] = frozenset()  # outcome types compensating still waits for
     deadline_at: datetime | None = None
     deadline: int = 0  # counts deadlines set; SagaDeadlinePassed names the one it is for
-    overdue: bool = False  # the receipt did not come in time (nothing to compensate)
+    overdue: bool = False  # the receipt did not come in time: asked for again on each deadline
     history: tuple[Step, ...] = ()
 
     @property
@@ -242,7 +243,9 @@ def transition(saga: Saga | None, m: Message, now: datetime, t: Timeouts) -> Dec
         case Status.CONFIRMING, SagaDeadlinePassed():
             return _wait(s, Status.CONFIRMING, now, t, _confirm(s, again=True))
         case Status.RECEIPTING, SagaDeadlinePassed():
-            return s.model_copy(update={"overdue": True, "deadline_at": None}), []
+            # nothing to undo (the order is confirmed): ask receipts again, until it answers
+            late = s.model_copy(update={"overdue": True})
+            return _wait(late, Status.RECEIPTING, now, t, [_receipt_again(late)])
         case Status.REJECTING | Status.CANCELLING, SagaDeadlinePassed():
             return _wait(s, s.status, now, t, _resend_compensations(s))
         # compensations answering
@@ -308,6 +311,10 @@ def _pay(s: Saga, step: str = "pay") -> list[Command]:
 def _confirm(s: Saga, *, again: bool = False) -> list[Command]:
     confirm = ConfirmOrder(order_id=s.order_id)
     return [_command(s.order_id, "confirm", confirm, attempt=s.deadline if again else None)]
+
+
+def _receipt_again(s: Saga) -> Command:
+    return _command(s.order_id, "receipt", RequestReceipt(order_id=s.order_id), attempt=s.deadline)
 
 
 def _compensation(s: Saga, step: str, *, again: bool = False) -> Command:

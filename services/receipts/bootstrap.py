@@ -49,7 +49,9 @@ def runtime(settings: ReceiptsSettings) -> ServiceRuntime:
         return ConsumerRunner(
             name=settings.consumer_group,
             bootstrap_servers=settings.kafka_bootstrap_servers,
-            subscriptions=subscriptions(settings.topic("checkout.events"), issuing),
+            subscriptions=subscriptions(
+                settings.topic("checkout.events"), settings.topic("receipts.commands"), issuing
+            ),
             uow_factory=lambda: PostgresReceiptsUnitOfWork(pool),
             settings=ConsumerSettings(
                 group_instance_id=settings.instance_id,

@@ -9,7 +9,7 @@ from decimal import Decimal
 
 from schemas.checkout.v1 import OrderConfirmed
 from schemas.checkout.v2 import OrderPlaced
-from schemas.receipts.v1 import ReceiptIssued
+from schemas.receipts.v1 import ReceiptIssued, RequestReceipt
 from services.receipts import domain
 from services.receipts.ports import ReceiptsUnitOfWork
 from shared.envelope import Envelope, deterministic_id
@@ -62,6 +62,25 @@ async def issue_receipt(
         receipt = domain.issue(order, number, issuing.tax_rate, issuing.now())
         await uow.receipts.add_receipt(receipt, issuing.issuer, sequence)
         log.info("receipt issued", order_id=event.order_id, number=number)
+    await _publish(receipt, envelope, uow, issuing)
+
+
+async def resend_receipt(
+    envelope: Envelope, command: RequestReceipt, uow: ReceiptsUnitOfWork, *, issuing: Issuing
+) -> None:
+    """The saga did not get the receipt: publish it again, as first published (same id). None
+    issued yet: nothing to send, the OrderConfirmed still to be read here will issue it."""
+    receipt = await uow.receipts.receipt(command.order_id)
+    if receipt is None:
+        log.info("receipt asked for before it was issued", order_id=command.order_id)
+        return
+    log.info("receipt sent again", order_id=command.order_id, number=receipt.number)
+    await _publish(receipt, envelope, uow, issuing)
+
+
+async def _publish(
+    receipt: domain.Receipt, caused_by: Envelope, uow: ReceiptsUnitOfWork, issuing: Issuing
+) -> None:
     issued = ReceiptIssued(
         order_id=receipt.order_id,
         customer_id=receipt.customer_id,
@@ -77,6 +96,6 @@ async def issue_receipt(
     await uow.outbox.append(
         issuing.out,
         Envelope.wrap(
-            issued, key=receipt.order_id, producer=PRODUCER, caused_by=envelope, event_id=event_id
+            issued, key=receipt.order_id, producer=PRODUCER, caused_by=caused_by, event_id=event_id
         ),
     )

@@ -33,6 +33,7 @@ CONSUMERS: dict[str, set[str]] = {
     },
     "inventory.commands": {"inventory"},
     "inventory.events": {"leadline-orchestrator", "projection.orders", "projection.stock"},
+    "receipts.commands": {"receipts"},
     "receipts.events": {"leadline-orchestrator", "projection.orders"},
     "payments.requests": {"payment-provider-simulator"},
     "payments.events": {"leadline-orchestrator", "projection.orders"},

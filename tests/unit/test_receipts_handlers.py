@@ -11,6 +11,7 @@ import pytest
 
 from schemas.checkout.v1 import OrderConfirmed
 from schemas.checkout.v2 import OrderLine, OrderPlaced
+from schemas.receipts.v1 import RequestReceipt
 from schemas.registry import Message
 from services.receipts import handlers
 from services.receipts.domain import Order, Receipt
@@ -116,4 +117,29 @@ async def test_a_confirmation_without_its_order_is_refused_for_good() -> None:
     uow = FakeUoW()
     with pytest.raises(PermanentError):
         await _confirm(uow, "never-placed")
+    assert uow.receipts.counters == {}
+
+
+async def _ask_again(uow: FakeUoW, order_id: str) -> None:
+    command = RequestReceipt(order_id=order_id)
+    envelope = Envelope.wrap(command, key=order_id, producer="orchestrator", event_id=uuid.uuid4())
+    await handlers.resend_receipt(envelope, command, uow, issuing=ISSUING)
+
+
+async def test_a_receipt_asked_for_again_is_published_again_as_first_published() -> None:
+    uow = FakeUoW()
+    await _place(uow, "o1")
+    await _confirm(uow, "o1")
+    await _ask_again(uow, "o1")
+    first, again = uow.sent()
+    assert (again.type, again.key, again.event_id) == ("ReceiptIssued", "o1", first.event_id)
+    assert again.payload == first.payload
+    assert uow.receipts.deliveries == ["LL-00000001"]  # nothing issued, nothing mailed twice
+
+
+async def test_a_receipt_asked_for_before_it_was_issued_sends_nothing() -> None:
+    uow = FakeUoW()
+    await _place(uow, "o1")
+    await _ask_again(uow, "o1")
+    assert uow.sent() == []
     assert uow.receipts.counters == {}
