@@ -130,6 +130,9 @@ async def test_every_acknowledged_order_ends_once_and_consistently_under_faults(
             # a fault can outlast the test's short default; deadlines must not reject healthy
             # orders only because the broker was restarting
             ORCHESTRATOR_PAY_TIMEOUT="30",
+            # a receipt lost on its way is asked for again at this deadline: well inside the
+            # 120 s the run waits for every saga to end after the last order did
+            ORCHESTRATOR_RECEIPT_TIMEOUT="45",
             ORCHESTRATOR_LIVENESS_WINDOW="30",
             **kafka.env,
         ) as system:
