@@ -175,6 +175,10 @@ async def decided(
 ) -> None:
     status = {OrderConfirmed: "confirmed", OrderRejected: "rejected", OrderCancelled: "cancelled"}
     reason = getattr(event, "reason", None)
+    if envelope.stream_version is None:
+        # "the next version" depends on what ran before it: the statements written so far (its
+        # order's placement among them) run first, or the regrouping could put it ahead of them
+        await uow.flush()
     _write(
         uow,
         _STATUS,

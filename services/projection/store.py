@@ -61,7 +61,9 @@ class ViewUnitOfWork(PostgresUnitOfWork):
     in any order *across* statements. They do: records whose order matters (one order's
     reservations, its payments, one SKU's levels) are written by one statement, so they stay in
     order; where two statements meet on a row, checkout's columns are guarded by the stream
-    version and a receipt's number is first-wins; timeline rows are inserts by event id, and
+    version (an outcome published before versions were is "the next version" and so runs after
+    what was written before it: `orders.decided` flushes first) and a receipt's number is
+    first-wins; timeline rows are inserts by event id, and
     the daily figures are sums over per-order rows. That turns a batch's round trips from one
     per record into one per statement."""
 
