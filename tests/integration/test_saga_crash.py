@@ -54,6 +54,9 @@ async def system(
         kafka_bootstrap,
         tmp_path,
         ORCHESTRATOR_PAY_TIMEOUT="30",
+        # a receipt lost in a takeover is asked for again at this deadline, well inside the
+        # 120 s the test waits for every saga to complete (CI: 6 left receipting at 120 s)
+        ORCHESTRATOR_RECEIPT_TIMEOUT="30",
         ORCHESTRATOR_LIVENESS_WINDOW="20",
     ) as made:
         shipments = [
