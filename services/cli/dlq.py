@@ -32,6 +32,11 @@ class Letter:
     seen: Seen  # the original record, decoded
     at: datetime  # when it failed (the dead letter's own time if it does not say)
 
+    def origin(self, settings: CliSettings) -> str:
+        """Where the record was: `topic:partition:offset`, the topic by its catalogue name."""
+        d = self.letter
+        return f"{settings.logical(d.origin_topic)}:{d.origin_partition}:{d.origin_offset}"
+
     def as_json(self, settings: CliSettings) -> dict[str, Any]:
         d = self.letter
         return {

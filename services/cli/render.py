@@ -115,7 +115,7 @@ def letters(found: list[Letter], settings: CliSettings) -> Table:
     table.add_column("error", no_wrap=True, overflow="ellipsis", min_width=20)
     for item in found:
         d = item.letter
-        origin = f"{settings.logical(d.origin_topic)}:{d.origin_partition}:{d.origin_offset}"
+        origin = item.origin(settings)
         error = d.error.splitlines()[0] if d.error else ""
         table.add_row(
             item.id, _time(item.at), d.reason, d.consumer, origin, item.seen.type or "—", error
@@ -140,10 +140,7 @@ def letter(item: Letter, settings: CliSettings) -> RenderableType:
             ("failed at", _time(item.at)),
             ("reason", d.reason),
             ("consumer", d.consumer),
-            (
-                "origin",
-                f"{settings.logical(d.origin_topic)}:{d.origin_partition}:{d.origin_offset}",
-            ),
+            ("origin", item.origin(settings)),
             ("key", seen.key),
             ("event id", d.event_id),
             ("type", seen.type),
