@@ -18,9 +18,11 @@ message type, in saga order, and in each round the processor works through a bac
 2. the round's N records are produced and acknowledged,
 3. fetching resumes; the round is timed from its first transition to its N-th.
 
-Transitions are timestamped by the saga view writer (subclassed here: the processor calls `put`
-once per applied message, after its table write, before its commands are sent), so the resume
-latency, the group join and the table's recovery stay out of the figure. The payment round's
+The first transition is timestamped by the saga view writer (subclassed here: the processor calls
+`put` once per applied message, after its table write, before its commands are sent), so the
+resume latency, the group join and the table's recovery stay out of the figure; the N-th is when
+`leadline_saga_transitions_total` has moved by N (the view's writes cannot count them: the first
+deadline tick after an assignment writes every saga held to the view once more). The payment round's
 re-key sends are in it (all but the first): they share the processor's loop, as in the service.
 Between rounds, untimed, every saga must have reached the round's status in the table; at the
 end `leadline_saga_transitions_total` must have moved by N per type, the saga view in PostgreSQL
@@ -171,7 +173,19 @@ async def until(check: Callable[[], bool], what: str, timeout: float) -> None:
     while not check():
         if time.monotonic() > deadline:
             raise TimeoutError(f"not within {timeout:.0f}s: {what}")
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.01)
+
+
+def counted(
+    view: TimedViewWriter, stamps: int, type_: str, transitions_before: float, n: int
+) -> Callable[[], bool]:
+    """True once `n` transitions of `type_` were applied (the view's count is checked first:
+    it is free, and collecting every metric is not)."""
+
+    def check() -> bool:
+        return len(view.stamps) - stamps >= n and transitions(type_) - transitions_before >= n
+
+    return check
 
 
 async def stamped(stamps: list[float], count: int, what: str, timeout: float) -> None:
@@ -237,9 +251,12 @@ async def run_saga(
             start = len(view.stamps)
             await produce(bootstrap, prefix, r, orders)
             assert len(view.stamps) == start, "records were applied before the round began"
+            applied_before = transitions(r.type)
             consumer.resume_partitions(paused)
-            await stamped(view.stamps, start + n, f"{n} x {r.type}", timeout)
-            seconds.append(view.stamps[start + n - 1] - view.stamps[start])
+            # the transitions, not the view's writes: the first deadline tick after the
+            # partitions came writes the sagas already held to the view once more
+            await until(counted(view, start, r.type, applied_before, n), f"{n} x {r.type}", timeout)
+            seconds.append(time.perf_counter() - view.stamps[start])
             statuses = {Saga.model_validate_json(processor.table[o]).status for o in orders}
             assert statuses == {r.status}, f"after {r.type}: {statuses}"
         applied = {r.type: transitions(r.type) - before[r.type] for r in ROUNDS}
