@@ -15,8 +15,12 @@ export LEADLINE_ENV ?= local
 # `make up BROKERS=3`: a three-node KRaft cluster (RF 3, min ISR 2) instead of one node (unset:
 # whichever runs, else one); `make up SCALE=2`: two instances of every consumer service (ports
 # +100) in one group each.
+# `make up SECURE=1`: the secured Kafka profile (SASL/SCRAM over TLS, a principal per service,
+# deny-by-default ACLs; deploy/local/infra.sh says how), with its own data; SECURE=0 plaintext;
+# unset: whichever runs, else plaintext. Switching needs `make down` first.
 BROKERS ?=
 SCALE ?= 1
+SECURE ?=
 
 .PHONY: help setup up up-infra down status run logs test test-unit test-integration test-e2e test-faults lint fmt bench bench-e2e schemas
 
@@ -32,10 +36,10 @@ $(STAMP): pyproject.toml
 setup: $(STAMP) ## create .venv and install the pinned dependencies (idempotent)
 	@bash deploy/local/infra.sh fetch
 
-up-infra: $(STAMP) ## start Kafka (KRaft; BROKERS=3 for a cluster) and PostgreSQL, databases, topics
-	@$(if $(BROKERS),KAFKA_NODES=$(BROKERS) )bash deploy/local/infra.sh up
+up-infra: $(STAMP) ## start Kafka (KRaft; BROKERS=3 for a cluster; SECURE=1 secured) and PostgreSQL, databases, topics
+	@$(if $(BROKERS),KAFKA_NODES=$(BROKERS) )$(if $(SECURE),LEADLINE_SECURE=$(SECURE) )bash deploy/local/infra.sh up
 
-up: up-infra ## start the infrastructure and every service (SCALE=2: two of each), return when ready
+up: up-infra ## start the infrastructure and every service (SCALE=2: two of each; SECURE=1: secured Kafka), return when ready
 	@LEADLINE_SCALE=$(SCALE) bash deploy/local/services.sh up
 
 down: ## stop every service and the infrastructure this project started
@@ -55,7 +59,8 @@ logs: ## follow every log under .run/logs
 .PHONY: rebuild
 rebuild: $(STAMP) ## rebuild one projection view live: VIEW=orders|stock|sales|outcomes
 	@test -n "$(VIEW)" || { echo "usage: make rebuild VIEW=orders|stock|sales|outcomes" >&2; exit 2; }
-	@PROJECTION_DATABASE_URL="$${PROJECTION_DATABASE_URL:-$(dir $(POSTGRES_DSN))projection}" \
+	@set -a; f=$${LEADLINE_RUN_DIR:-.run}/operator.env; [ ! -f "$$f" ] || . "$$f"; set +a; \
+		PROJECTION_DATABASE_URL="$${PROJECTION_DATABASE_URL:-$(dir $(POSTGRES_DSN))projection}" \
 		$(PY) -m services.projection rebuild $(VIEW)
 
 .PHONY: outbox-parked
@@ -73,6 +78,9 @@ lint: $(STAMP) ## ruff, and mypy --strict on shared/, schemas/, services/ and si
 fmt: $(STAMP) ## format and autofix
 	$(VENV)/bin/ruff format shared schemas services simulators tests bench
 	$(VENV)/bin/ruff check --fix shared schemas services simulators tests bench
+
+# the tests and benchmarks use the plaintext broker (the secured profile's tests start their own)
+test test-integration test-e2e test-faults bench bench-e2e: SECURE = 0
 
 test: lint up-infra ## lint, bring up Kafka and PostgreSQL, install the test tools, run every test
 	@bash deploy/local/tools.sh promtool asyncapi chromium
@@ -100,7 +108,7 @@ bench-e2e: up-infra ## the whole system under open-loop load: sustained rate, la
 
 .PHONY: console
 console: $(STAMP) ## the operator console on http://127.0.0.1:8010 (sign in with an admin-scope token)
-	$(VENV)/bin/leadline console
+	@set -a; f=$${LEADLINE_RUN_DIR:-.run}/operator.env; [ ! -f "$$f" ] || . "$$f"; set +a; $(VENV)/bin/leadline console
 
 .PHONY: asyncapi alerts
 asyncapi: ## validate schemas/asyncapi.json with @asyncapi/parser (npm), printing every diagnostic

@@ -1,12 +1,13 @@
 """The topic catalogue: the one place that says which topics exist and what they carry.
 
 Topic creation (`python -m shared.kafka.admin ensure-topics`), validation of what a producer
-may write, and the documentation all read this table.
+may write, the documentation, and the secured profile's ACLs (`shared/kafka/acls.py`: a party
+may write only the topics it produces and read only those it consumes) all read this table.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 # Everything the saga consumes is keyed by order id and shares this partition count, so that
@@ -14,6 +15,18 @@ from typing import Literal
 SAGA_PARTITIONS = 6
 
 DEAD_LETTER_SUFFIX = ".dlq"
+
+# The parties that produce and consume: each is one Kafka principal in the secured profile.
+# The payment provider and the warehouse are upstream systems (locally, simulators).
+Party = Literal[
+    "checkout",
+    "inventory",
+    "receipts",
+    "projection",
+    "orchestrator",
+    "payment-provider",
+    "warehouse",
+]
 
 
 @dataclass(frozen=True)
@@ -31,6 +44,10 @@ class Topic:
     # (type, payload field) for a message keyed by something other than `key`: it keeps its
     # own per-key order but is not co-partitioned with the saga, which must not rely on it.
     key_overrides: tuple[tuple[str, str], ...] = ()
+    # the one party that writes it, and every party that reads it (and dead-letters what it
+    # cannot handle on its dead-letter topic)
+    producer: Party = field(kw_only=True)
+    consumers: tuple[Party, ...] = field(kw_only=True)
 
     @property
     def dead_letter(self) -> str:
@@ -50,6 +67,8 @@ TOPICS: tuple[Topic, ...] = (
         saga=True,
         commands=True,
         description="commands the saga sends to checkout",
+        producer="orchestrator",
+        consumers=("checkout",),
     ),
     Topic(
         "checkout.events",
@@ -58,6 +77,8 @@ TOPICS: tuple[Topic, ...] = (
         ("OrderPlaced", "OrderConfirmed", "OrderRejected", "OrderCancelled", "OrderCommandRefused"),
         saga=True,
         description="facts about orders",
+        producer="checkout",
+        consumers=("receipts", "orchestrator", "projection"),
     ),
     Topic(
         "inventory.commands",
@@ -67,6 +88,8 @@ TOPICS: tuple[Topic, ...] = (
         saga=True,
         commands=True,
         description="commands the saga sends to inventory",
+        producer="orchestrator",
+        consumers=("inventory",),
     ),
     Topic(
         "inventory.events",
@@ -75,6 +98,8 @@ TOPICS: tuple[Topic, ...] = (
         ("StockReserved", "StockReservationFailed", "StockReleased", "StockLevelChanged"),
         saga=True,
         description="facts about reservations (keyed by order) and stock levels (keyed by SKU)",
+        producer="inventory",
+        consumers=("orchestrator", "projection"),
         key_overrides=(("StockLevelChanged", "sku"),),
     ),
     Topic(
@@ -85,6 +110,8 @@ TOPICS: tuple[Topic, ...] = (
         saga=True,
         commands=True,
         description="commands the saga sends to receipts: a receipt asked for again",
+        producer="orchestrator",
+        consumers=("receipts",),
     ),
     Topic(
         "receipts.events",
@@ -93,6 +120,8 @@ TOPICS: tuple[Topic, ...] = (
         ("ReceiptIssued",),
         saga=True,
         description="one receipt per confirmed order",
+        producer="receipts",
+        consumers=("orchestrator", "projection"),
     ),
     Topic(
         "payments.requests",
@@ -102,6 +131,8 @@ TOPICS: tuple[Topic, ...] = (
         saga=True,
         commands=True,
         description="upstream payment provider: our requests",
+        producer="orchestrator",
+        consumers=("payment-provider",),
     ),
     Topic(
         "payments.events",
@@ -110,6 +141,8 @@ TOPICS: tuple[Topic, ...] = (
         ("PaymentAuthorized", "PaymentDeclined", "PaymentVoided"),
         saga=True,
         description="upstream payment provider: its answers",
+        producer="payment-provider",
+        consumers=("orchestrator", "projection"),
     ),
     Topic(
         "orchestrator.deadlines",
@@ -118,6 +151,8 @@ TOPICS: tuple[Topic, ...] = (
         ("SagaDeadlinePassed",),
         saga=True,
         description="the orchestrator's own: saga deadlines, ordered with the saga's replies",
+        producer="orchestrator",
+        consumers=("orchestrator",),
     ),
     Topic(
         "warehouse.events",
@@ -125,6 +160,8 @@ TOPICS: tuple[Topic, ...] = (
         "sku",
         ("StockReceived",),
         description="upstream warehouse: stock arrivals",
+        producer="warehouse",
+        consumers=("inventory",),
     ),
 )
 

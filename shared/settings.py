@@ -1,7 +1,8 @@
 """The settings every service shares (STYLE 9, DESIGN §8): validated, from the environment only.
 
-A service subclasses `CommonSettings` once, with its own prefix; `KAFKA_BOOTSTRAP_SERVERS` stays
-unprefixed because every process on a cluster shares it::
+A service subclasses `CommonSettings` once, with its own prefix; `KAFKA_BOOTSTRAP_SERVERS` and
+the other `KAFKA_*` connection settings stay unprefixed because every process on a cluster
+shares their names (the secured profile gives each process its own `KAFKA_SASL_USERNAME`)::
 
     from pydantic import Field, PostgresDsn
     from pydantic_settings import SettingsConfigDict
@@ -19,10 +20,13 @@ unprefixed because every process on a cluster shares it::
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic import AliasChoices, Field, FilePath, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from shared.kafka.security import KafkaSecurity, SaslMechanism, SecurityProtocol
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
@@ -34,6 +38,8 @@ class CommonSettings(BaseSettings):
         # lets code and tests pass `kafka_bootstrap_servers=` despite the env alias
         validate_by_name=True,
         validate_by_alias=True,
+        # a refused setting must not echo its input (KAFKA_SASL_PASSWORD) into a log
+        hide_input_in_errors=True,
     )
 
     # An alias switches the env prefix off for this field alone, in subclasses too.
@@ -59,6 +65,34 @@ class CommonSettings(BaseSettings):
         description="min.insync.replicas of every topic this process creates "
         "(env KAFKA_MIN_INSYNC_REPLICAS); at most the replication factor",
     )
+    # The secured profile (shared/kafka/security.py): one principal per process, SCRAM over TLS.
+    kafka_security_protocol: SecurityProtocol = Field(
+        default="PLAINTEXT",
+        validation_alias=AliasChoices("KAFKA_SECURITY_PROTOCOL"),
+        description="PLAINTEXT, or SASL_SSL: SCRAM over TLS (env KAFKA_SECURITY_PROTOCOL)",
+    )
+    kafka_sasl_mechanism: SaslMechanism = Field(
+        default="SCRAM-SHA-512",
+        validation_alias=AliasChoices("KAFKA_SASL_MECHANISM"),
+        description="env KAFKA_SASL_MECHANISM",
+    )
+    kafka_sasl_username: str | None = Field(
+        default=None,
+        min_length=1,
+        validation_alias=AliasChoices("KAFKA_SASL_USERNAME"),
+        description="this process's principal (env KAFKA_SASL_USERNAME)",
+    )
+    kafka_sasl_password: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("KAFKA_SASL_PASSWORD"),
+        description="env KAFKA_SASL_PASSWORD",
+    )
+    kafka_ssl_cafile: FilePath | None = Field(
+        default=None,
+        validation_alias=AliasChoices("KAFKA_SSL_CAFILE"),
+        description="PEM CA certificates the broker's certificate must chain to "
+        "(env KAFKA_SSL_CAFILE); unset: the system's",
+    )
     topic_prefix: str = Field(
         default="",
         validation_alias=AliasChoices("LEADLINE_TOPIC_PREFIX"),
@@ -80,6 +114,19 @@ class CommonSettings(BaseSettings):
         # Environment only: a stray .env or secrets dir must never change a running service.
         return (init_settings, env_settings)
 
+    @cached_property
+    def kafka_security(self) -> KafkaSecurity:
+        """What every Kafka client of this process is built with (shared/kafka/security.py);
+        one per settings object, so its clients share one TLS context."""
+        password = self.kafka_sasl_password
+        return KafkaSecurity(
+            protocol=self.kafka_security_protocol,
+            mechanism=self.kafka_sasl_mechanism,
+            username=self.kafka_sasl_username,
+            password=password.get_secret_value() if password is not None else None,
+            cafile=str(self.kafka_ssl_cafile) if self.kafka_ssl_cafile is not None else None,
+        )
+
     def topic(self, name: str) -> str:
         """The physical name of catalogue topic `name` (dead-letter topics follow it)."""
         return self.topic_prefix + name
@@ -96,6 +143,30 @@ class CommonSettings(BaseSettings):
             raise ValueError(
                 f"KAFKA_MIN_INSYNC_REPLICAS ({self.kafka_min_insync_replicas}) must not exceed "
                 f"KAFKA_REPLICATION_FACTOR ({self.kafka_replication_factor})"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _credentials_match_protocol(self) -> CommonSettings:
+        given = [
+            name
+            for name, value in (
+                ("KAFKA_SASL_USERNAME", self.kafka_sasl_username),
+                ("KAFKA_SASL_PASSWORD", self.kafka_sasl_password),
+                ("KAFKA_SSL_CAFILE", self.kafka_ssl_cafile),
+            )
+            if value is not None
+        ]
+        if self.kafka_security_protocol == "SASL_SSL":
+            missing = [n for n in ("KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD") if n not in given]
+            if missing:
+                raise ValueError(f"KAFKA_SECURITY_PROTOCOL=SASL_SSL needs {' and '.join(missing)}")
+        elif given:
+            # a secured deployment's credentials on a plaintext connection: a mix-up, and
+            # silently ignoring them would hide it until the broker refuses the connection
+            raise ValueError(
+                f"{', '.join(given)} set but KAFKA_SECURITY_PROTOCOL is PLAINTEXT:"
+                " set KAFKA_SECURITY_PROTOCOL=SASL_SSL, or unset them"
             )
         return self
 

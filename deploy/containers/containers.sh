@@ -16,6 +16,10 @@
 # Host ports: compose's defaults (127.0.0.1:18000.., 19092, 15432) never collide with `make up`;
 # override with CHECKOUT_HOST_PORT etc. COMPOSE_PROJECT_NAME separates stacks (the test uses its
 # own). Secrets are random per stack, kept in .run/containers/<project>.env until `down`.
+#
+# LEADLINE_SECURE=1 (`make containers SECURE=1`): the secured Kafka profile on top, from
+# docker-compose.secure.yml: SASL/SCRAM over TLS, a principal per service, ACLs; its passwords
+# random per stack too (<project>.secure.env). The stack's `down` removes both.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -51,7 +55,10 @@ SERVICES="checkout inventory receipts projection orchestrator simulator"
 log() { printf '[containers] %s\n' "$*" >&2; }
 die() { printf '[containers] error: %s\n' "$*" >&2; exit 1; }
 
-COMPOSE=("$ROOT/.venv/bin/podman-compose" -f "$ROOT/docker-compose.yml" -p "$PROJECT")
+SECURE=${LEADLINE_SECURE:-0}
+COMPOSE=("$ROOT/.venv/bin/podman-compose" -f "$ROOT/docker-compose.yml")
+[ "$SECURE" = 1 ] && COMPOSE+=(-f "$ROOT/docker-compose.secure.yml")
+COMPOSE+=(-p "$PROJECT")
 # Container ids go to /dev/null; stderr is kept but for two known complaints: podman cannot
 # reach systemd to schedule the compose file's health checks (that is why wait_healthy runs
 # them), and `down` after a stage that failed half-way names containers never created.
@@ -185,9 +192,19 @@ secrets() {  # the stack's secrets: random once per stack, exported for compose 
 print("AUTH_JWT_SECRET=" + secrets.token_urlsafe(48))
 print("POSTGRES_PASSWORD=" + secrets.token_urlsafe(24))' >"$file")
   fi
+  if [ "$SECURE" = 1 ] && [ ! -f "$STATE/$PROJECT.secure.env" ]; then
+    # the key store's password, and one per principal (KAFKA_PASSWORD_ADMIN, ..._CHECKOUT, ...)
+    (umask 077 && "$PY" -c 'import secrets
+from shared.kafka.acls import PRINCIPALS, password_variable
+print("KAFKA_KEYSTORE_PASSWORD=" + secrets.token_urlsafe(24))
+for name in ("admin", "broker", *PRINCIPALS):
+    print(password_variable(name) + "=" + secrets.token_urlsafe(24))' >"$STATE/$PROJECT.secure.env")
+  fi
   set -a
   # shellcheck disable=SC1090
   . "$file"
+  # shellcheck disable=SC1090
+  [ "$SECURE" != 1 ] || . "$STATE/$PROJECT.secure.env"
   set +a
 }
 
@@ -273,8 +290,10 @@ down() {
       [ -z "$names" ] || podman stop -t 15 $names 2>&1 >/dev/null | known_noise >&2
     done
     # compose interpolates the whole file first; the secrets' values do not matter to `down`
-    AUTH_JWT_SECRET=${AUTH_JWT_SECRET:-unused} POSTGRES_PASSWORD=${POSTGRES_PASSWORD:-unused} \
-      compose down -v -t 15 || true
+    # shellcheck disable=SC2046  # one KEY=unused word per secret the secured profile names
+    env AUTH_JWT_SECRET="${AUTH_JWT_SECRET:-unused}" POSTGRES_PASSWORD="${POSTGRES_PASSWORD:-unused}" \
+      $(sed -n 's/.*\${\(KAFKA_[A-Z_]*\):?.*/\1=unused/p' "$ROOT/docker-compose.secure.yml" | sort -u) \
+      "${COMPOSE[@]}" down -v -t 15 2>&1 >/dev/null | known_noise >&2 || true
   fi
   # whatever compose missed (a container created outside a stage that failed half-way)
   local left
@@ -283,7 +302,7 @@ down() {
   [ -z "$left" ] || podman rm -f -t 5 $left 2>&1 >/dev/null | known_noise >&2
   podman volume ls -q --filter "label=io.podman.compose.project=$PROJECT" | xargs -r podman volume rm -f >/dev/null
   podman network ls -q --filter "label=io.podman.compose.project=$PROJECT" | xargs -r podman network rm -f >/dev/null
-  rm -f "$STATE/$PROJECT.env"
+  rm -f "$STATE/$PROJECT.env" "$STATE/$PROJECT.secure.env"
 }
 
 ours() { podman ps -aq --filter "label=io.podman.compose.project=$PROJECT"; }

@@ -22,6 +22,18 @@
 # switching needs `down` first, and says so. `up` and `kafka-up` write $RUN/kafka.env
 # (KAFKA_BOOTSTRAP_SERVERS, KAFKA_REPLICATION_FACTOR, KAFKA_MIN_INSYNC_REPLICAS) for services.
 #
+# LEADLINE_SECURE=1 (`make up SECURE=1`; unset: whichever profile runs from this run dir, else
+# plaintext): the secured profile. Clients reach the brokers only over SASL_SSL with
+# SCRAM-SHA-512, one principal per service (shared/kafka/acls.py), deny-by-default ACLs made from
+# the topic catalogue. The controller listener takes mutual TLS only (SCRAM cannot authenticate
+# it): its principal, the brokers' certificate, is a super user, reachable with the brokers' key
+# alone. A throw-away CA signs one broker certificate (127.0.0.1, localhost) and is then deleted;
+# passwords are random; all of it under the data dir (.run/kafka-secure, .run/kafka-secure-cluster),
+# mode 600/700, made when that data dir is made and kept with it. kafka.env then also names the
+# protocol and CA file (services.sh gives each service its own principal), and $RUN/operator.env
+# holds the operator principal's environment for the `leadline` CLI and console. Plaintext and
+# secured keep their own data; switching needs `down` first, and says so.
+#
 # Idempotent: `up` on a running stack does nothing; `down` on a stopped one does nothing.
 # Everything lives under the git-ignored .run/ (data, logs, pids) and .cache/ (Kafka jars).
 set -euo pipefail
@@ -40,19 +52,35 @@ if [ -z "${KAFKA_NODES:-}" ]; then
     [ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null && KAFKA_NODES=3 && break
   done
 fi
+# unset: the profile of the Kafka that runs from this run dir, else plaintext
+PROFILE_FILE=$RUN/pids/kafka.profile
+if [ -z "${LEADLINE_SECURE:-}" ]; then
+  LEADLINE_SECURE=0
+  for f in "$RUN"/pids/kafka.pid "$RUN"/pids/kafka-[0-9]*.pid; do
+    if [ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null; then
+      [ "$(cat "$PROFILE_FILE" 2>/dev/null)" = secure ] && LEADLINE_SECURE=1
+      break
+    fi
+  done
+fi
+case "$LEADLINE_SECURE" in
+  0) PROFILE=plaintext SECURED='' ;;
+  1) PROFILE=secure SECURED=-secure ;;
+  *) printf '[infra] error: LEADLINE_SECURE=%s: 0 or 1\n' "$LEADLINE_SECURE" >&2; exit 2 ;;
+esac
 case "$KAFKA_NODES" in
   1)
     KAFKA_PORTS=${KAFKA_PORTS:-${KAFKA_PORT:-9092}}
     KAFKA_CONTROLLER_PORTS=${KAFKA_CONTROLLER_PORTS:-${KAFKA_CONTROLLER_PORT:-9093}}
     # 2 cores and everything else on the same machine: a small fixed heap is plenty for one node.
     KAFKA_HEAP_OPTS=${KAFKA_HEAP_OPTS:--Xms256m -Xmx768m}
-    KAFKA_DIR=$RUN/kafka
+    KAFKA_DIR=$RUN/kafka$SECURED
     KAFKA_RF=1 KAFKA_MIN_ISR=1 ;;
   3)
     KAFKA_PORTS=${KAFKA_PORTS:-9092 9094 9096}
     KAFKA_CONTROLLER_PORTS=${KAFKA_CONTROLLER_PORTS:-9093 9095 9097}
     KAFKA_HEAP_OPTS=${KAFKA_HEAP_OPTS:--Xms128m -Xmx512m}  # three JVMs share the machine
-    KAFKA_DIR=$RUN/kafka-cluster
+    KAFKA_DIR=$RUN/kafka$SECURED-cluster
     KAFKA_RF=3 KAFKA_MIN_ISR=2 ;;
   *) printf '[infra] error: KAFKA_NODES=%s: 1 or 3 are supported\n' "$KAFKA_NODES" >&2; exit 2 ;;
 esac
@@ -71,6 +99,10 @@ PG_PASSWORD=${PG_PASSWORD:-leadline}
 DATABASES=${LEADLINE_DATABASES:-"checkout inventory receipts projection orchestrator simulator"}
 
 KAFKA_JARS=$CACHE/kafka-$KAFKA_VERSION
+# the secured profile's secrets, with the data they belong to
+TLS_DIR=$KAFKA_DIR/tls
+CREDENTIALS=$KAFKA_DIR/credentials
+BROKER_CN=leadline-broker
 PG_PID_HINT=$RUN/pids/postgres.dir   # where the data dir lives (it may fall back outside .run)
 
 log() { printf '[infra] %s\n' "$*" >&2; }
@@ -118,21 +150,55 @@ check_node() {
   fi
 }
 
+kafka_listeners() {  # node n's listeners: plaintext, or the secured profile's
+  local n=$1 port controller
+  port=$(node_port "$n"); controller=${CONTROLLER_PORTS[$((n - 1))]}
+  if [ "$PROFILE" = plaintext ]; then
+    cat <<EOF
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller
+advertised.listeners=PLAINTEXT://127.0.0.1:$port
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+inter.broker.listener.name=PLAINTEXT
+EOF
+    return 0
+  fi
+  cat <<EOF
+# secured profile: clients (and the brokers among themselves) on SASL_SSL with SCRAM-SHA-512;
+# the controller listener only with a client certificate the throw-away CA signed
+listeners=SECURE://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller
+advertised.listeners=SECURE://127.0.0.1:$port
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=SECURE:SASL_SSL,CONTROLLER:SSL
+inter.broker.listener.name=SECURE
+sasl.enabled.mechanisms=SCRAM-SHA-512
+sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512
+listener.name.secure.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="broker" password="$(cat "$CREDENTIALS/broker")";
+listener.name.controller.ssl.client.auth=required
+ssl.keystore.type=PEM
+ssl.keystore.location=$TLS_DIR/broker.pem
+ssl.truststore.type=PEM
+ssl.truststore.location=$TLS_DIR/ca.pem
+ssl.endpoint.identification.algorithm=https
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+allow.everyone.if.no.acl.found=false
+# admin: infra and tests; broker: inter-broker SCRAM; CN=$BROKER_CN: the controller listener
+super.users=User:admin;User:broker;User:CN=$BROKER_CN
+EOF
+}
+
 kafka_config() {
   local n=$1 dir voters='' i rf=$KAFKA_RF isr=$KAFKA_MIN_ISR
   dir=$(node_dir "$n")
   for i in $(node_ids); do voters=${voters:+$voters,}$i@127.0.0.1:${CONTROLLER_PORTS[$((i - 1))]}; done
   mkdir -p "$dir"
-  cat >"$dir/server.properties" <<EOF
+  # the secured profile's holds the brokers' own password: readable by its owner only
+  (umask 077 && cat >"$dir/server.properties") <<EOF
 # generated by deploy/local/infra.sh: node $n of $KAFKA_NODES, combined broker + controller, loopback only
 process.roles=broker,controller
 node.id=$n
 controller.quorum.voters=$voters
-listeners=PLAINTEXT://127.0.0.1:$(node_port "$n"),CONTROLLER://127.0.0.1:${CONTROLLER_PORTS[$((n - 1))]}
-advertised.listeners=PLAINTEXT://127.0.0.1:$(node_port "$n")
-controller.listener.names=CONTROLLER
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
-inter.broker.listener.name=PLAINTEXT
+$(kafka_listeners "$n")
 log.dirs=$dir/data
 # Every internal topic as replicated as the cluster allows: 1 on one node (the transaction log
 # included, or idempotent/transactional producers and consumer groups never become available);
@@ -152,6 +218,49 @@ group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=false
 $KAFKA_EXTRA_PROPERTIES
 EOF
+  chmod 600 "$dir/server.properties"
+}
+
+random_secret() { head -c 48 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 32; }
+
+# The secured profile's secrets, made once per data dir (they live and go with it): a throw-away
+# CA that signs one certificate for every broker and is deleted at once (nobody can sign another),
+# and the admin and broker passwords, which format writes into the metadata log. The services'
+# principals are made by `shared.kafka.acls apply` once the brokers run.
+kafka_secrets() {
+  [ "$PROFILE" = secure ] || return 0
+  command -v openssl >/dev/null || die "openssl is needed for the secured profile (SECURE=1)"
+  if ls "$KAFKA_DIR"/data/meta.properties "$KAFKA_DIR"/node-*/data/meta.properties >/dev/null 2>&1; then
+    [ -s "$TLS_DIR/broker.pem" ] && [ -s "$CREDENTIALS/admin" ] && [ -s "$CREDENTIALS/broker" ] \
+      || die "$KAFKA_DIR has data but lost its secrets: remove $KAFKA_DIR to start afresh"
+    return 0
+  fi
+  mkdir -p "$TLS_DIR" "$CREDENTIALS" && chmod 700 "$TLS_DIR" "$CREDENTIALS"
+  local who
+  for who in admin broker; do
+    [ -s "$CREDENTIALS/$who" ] || (umask 077 && random_secret >"$CREDENTIALS/$who")
+  done
+  [ -s "$TLS_DIR/broker.pem" ] && return 0
+  log "making a throw-away CA and the brokers' certificate in $TLS_DIR"
+  (
+    umask 077
+    cd "$TLS_DIR"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 825 -keyout ca.key -out ca.pem \
+      -subj "/CN=Leadline throw-away CA $(date -u +%Y%m%dT%H%M%SZ)" \
+      -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign
+    openssl req -newkey rsa:2048 -nodes -keyout broker.key -out broker.csr -subj "/CN=$BROKER_CN"
+    # serverAuth for clients, clientAuth for the controller listener (mutual TLS)
+    printf '%s\n' 'subjectAltName=IP:127.0.0.1,DNS:localhost' 'basicConstraints=CA:FALSE' \
+      'keyUsage=critical,digitalSignature,keyEncipherment' 'extendedKeyUsage=serverAuth,clientAuth' \
+      >broker.ext
+    openssl x509 -req -in broker.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 825 \
+      -extfile broker.ext -out broker.crt
+    # Kafka's PEM key store: the key (PKCS#8; unencrypted, as Kafka cannot read PBES2-encrypted
+    # keys and a password beside it would protect nothing more than the file mode does) + chain
+    cat broker.key broker.crt ca.pem >broker.pem.tmp && mv broker.pem.tmp broker.pem
+    rm -f ca.key ca.srl broker.key broker.csr broker.ext broker.crt
+    chmod 644 ca.pem
+  ) >/dev/null 2>&1 || die "openssl could not make the certificates in $TLS_DIR"
 }
 
 kafka_cluster_id() {
@@ -168,6 +277,26 @@ kafka_cluster_id() {
   cat "$file"
 }
 
+# The python helpers as the admin principal on the secured profile; on plaintext without any
+# KAFKA_SASL_* the shell may hold (the settings refuse credentials on a plaintext connection).
+py_kafka() {
+  if [ "$PROFILE" = secure ]; then
+    KAFKA_SECURITY_PROTOCOL=SASL_SSL KAFKA_SASL_MECHANISM=SCRAM-SHA-512 KAFKA_SASL_USERNAME=admin \
+      KAFKA_SASL_PASSWORD="$(cat "$CREDENTIALS/admin")" KAFKA_SSL_CAFILE="$TLS_DIR/ca.pem" "$PY" "$@"
+  else
+    env -u KAFKA_SASL_USERNAME -u KAFKA_SASL_PASSWORD -u KAFKA_SASL_MECHANISM -u KAFKA_SSL_CAFILE \
+      KAFKA_SECURITY_PROTOCOL=PLAINTEXT "$PY" "$@"
+  fi
+}
+
+kafka_other_profile_running() {  # a Kafka of this run dir runs, started with the other profile
+  local f
+  for f in $(all_kafka_pids); do
+    if alive "$f"; then [ "$(cat "$PROFILE_FILE" 2>/dev/null || echo plaintext)" != "$PROFILE" ]; return; fi
+  done
+  return 1
+}
+
 kafka_other_mode_running() {
   local f mine=' ' n
   for n in $(node_ids); do mine="$mine$(node_pid "$n") "; done
@@ -181,8 +310,18 @@ kafka_format() {  # write node n's config; format its storage unless done before
   local dir; dir=$(node_dir "$1")
   kafka_config "$1"
   [ -f "$dir/data/meta.properties" ] && return 0
+  local argv=(kafka.tools.StorageTool format -t "$(kafka_cluster_id)" -c "$dir/server.properties")
+  local args=$dir/format.args who
+  if [ "$PROFILE" = secure ]; then  # SCRAM cannot be added later for the brokers' own principal
+    for who in admin broker; do
+      argv+=(--add-scram "SCRAM-SHA-512=[name=$who,password=$(cat "$CREDENTIALS/$who")]")
+    done
+  fi
+  # the arguments from a file (mode 600), so that the passwords never show in `ps`
+  (umask 077 && printf '"%s"\n' "${argv[@]}" >"$args")
   java -Dlog4j2.configurationFile="$ROOT/deploy/kafka/log4j2.properties" -cp "$KAFKA_JARS/*" \
-    kafka.tools.StorageTool format -t "$(kafka_cluster_id)" -c "$dir/server.properties" >/dev/null
+    "@$args" >/dev/null || { rm -f "$args"; return 1; }
+  rm -f "$args"
 }
 
 # Start node n unless it runs, and return at once: a cluster node answers only once a quorum
@@ -210,7 +349,7 @@ kafka_node_start() {
 kafka_wait() {
   local args=(--bootstrap "$(bootstrap)" --brokers "$KAFKA_NODES")
   [ -n "${1:-}" ] && args=(--bootstrap "127.0.0.1:$(node_port "$1")" --node "$1")
-  "$PY" -m shared.kafka.admin wait "${args[@]}" --timeout 120 && return 0
+  py_kafka -m shared.kafka.admin wait "${args[@]}" --timeout 120 && return 0
   local n
   for n in $(node_ids); do log "--- $(node_log "$n")"; tail -n 20 "$(node_log "$n")" >&2 || true; done
   die "kafka did not answer metadata requests naming ${1:+node }${1:-$KAFKA_NODES live broker(s)}"
@@ -223,21 +362,54 @@ KAFKA_BOOTSTRAP_SERVERS=$(bootstrap)
 KAFKA_REPLICATION_FACTOR=$KAFKA_RF
 KAFKA_MIN_INSYNC_REPLICAS=$KAFKA_MIN_ISR
 EOF
+  rm -f "$RUN/operator.env"
+  if [ "$PROFILE" = secure ]; then
+    # every process's; services.sh adds each one's principal from LEADLINE_KAFKA_CREDENTIALS
+    cat >>"$RUN/kafka.env.tmp" <<EOF
+KAFKA_SECURITY_PROTOCOL=SASL_SSL
+KAFKA_SASL_MECHANISM=SCRAM-SHA-512
+KAFKA_SSL_CAFILE=$TLS_DIR/ca.pem
+LEADLINE_KAFKA_CREDENTIALS=$CREDENTIALS
+EOF
+    # the `leadline` CLI and console: set -a; . .run/operator.env; set +a
+    (umask 077 && cat >"$RUN/operator.env") <<EOF
+KAFKA_BOOTSTRAP_SERVERS=$(bootstrap)
+KAFKA_SECURITY_PROTOCOL=SASL_SSL
+KAFKA_SASL_MECHANISM=SCRAM-SHA-512
+KAFKA_SASL_USERNAME=operator
+KAFKA_SASL_PASSWORD=$(cat "$CREDENTIALS/operator")
+KAFKA_SSL_CAFILE=$TLS_DIR/ca.pem
+EOF
+  fi
   mv "$RUN/kafka.env.tmp" "$RUN/kafka.env"
+}
+
+# the principals of every party and the operator, and the ACLs made from the topic catalogue
+# (under LEADLINE_TOPIC_PREFIX): idempotent, so on every `up`
+kafka_acls() {
+  [ "$PROFILE" = secure ] || return 0
+  py_kafka -m shared.kafka.acls apply --bootstrap "$(bootstrap)" --credentials "$CREDENTIALS" >&2 \
+    || die "the principals and ACLs could not be applied"
 }
 
 kafka_up() {
   if kafka_other_mode_running; then
     die "a Kafka of the other KAFKA_NODES mode runs from $RUN: run 'infra.sh kafka-down' (or 'down') first"
   fi
+  if kafka_other_profile_running; then
+    die "a Kafka of the other profile (not $PROFILE) runs from $RUN: run 'make down' (or 'infra.sh kafka-down') first, then up with SECURE=${LEADLINE_SECURE}"
+  fi
   kafka_fetch
   kafka_cluster_id >/dev/null
+  kafka_secrets
+  mkdir -p "$RUN/pids" && echo "$PROFILE" >"$PROFILE_FILE"
   local n pids=()
   # a JVM start each: format side by side (kafka_node_start finds them formatted)
   for n in $(node_ids); do alive "$(node_pid "$n")" || { kafka_format "$n" & pids+=($!); }; done
   for n in "${pids[@]}"; do wait "$n" || die "formatting kafka storage failed"; done
   for n in $(node_ids); do kafka_node_start "$n"; done
   kafka_wait
+  kafka_acls
   kafka_env
 }
 
@@ -274,6 +446,7 @@ kafka_down() {
   local f
   for f in $(all_kafka_pids); do kafka_stop_pid "$f" TERM & done
   wait
+  [ -n "$(all_kafka_pids)" ] || rm -f "$PROFILE_FILE"
 }
 
 # ---------------------------------------------------------------- PostgreSQL
@@ -381,6 +554,9 @@ status() {
       echo "$label    running  127.0.0.1:$(node_port "$n") (pid $(cat "$pid"), Apache Kafka $KAFKA_VERSION, KRaft node $n of $KAFKA_NODES)"
     else echo "$label    stopped  127.0.0.1:$(node_port "$n")"; fi
   done
+  if [ "$PROFILE" = secure ]; then
+    echo "kafka      secured: SASL_SSL (SCRAM-SHA-512) with a principal per service, deny-by-default ACLs; CA $TLS_DIR/ca.pem; operator: set -a; . $RUN/operator.env; set +a"
+  fi
   if kafka_other_mode_running; then echo "kafka      nodes of the other KAFKA_NODES mode run from $RUN"; fi
   if pg_running; then
     echo "postgres   running  postgresql://$PG_USER@127.0.0.1:$PG_PORT/ (databases: $DATABASES)"
@@ -389,7 +565,7 @@ status() {
 
 topics() {
   KAFKA_REPLICATION_FACTOR=$KAFKA_RF KAFKA_MIN_INSYNC_REPLICAS=$KAFKA_MIN_ISR \
-    "$PY" -m shared.kafka.admin ensure-topics --bootstrap "$(bootstrap)"
+    py_kafka -m shared.kafka.admin ensure-topics --bootstrap "$(bootstrap)"
 }
 
 case "${1:-}" in

@@ -16,7 +16,10 @@
 #
 # $RUN/kafka.env (written by infra.sh: KAFKA_BOOTSTRAP_SERVERS, KAFKA_REPLICATION_FACTOR,
 # KAFKA_MIN_INSYNC_REPLICAS) points every service at the cluster that runs. A <NAME>_DATABASE_URL
-# already in the environment is kept; LEADLINE_TOPIC_PREFIX and the rest are inherited.
+# already in the environment is kept; LEADLINE_TOPIC_PREFIX and the rest are inherited. On the
+# secured profile (`make up SECURE=1`) it also names KAFKA_SECURITY_PROTOCOL, the CA file and
+# LEADLINE_KAFKA_CREDENTIALS, where each service finds its own principal's password: every
+# service connects as itself (KAFKA_SASL_USERNAME), the simulator as the payment provider.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -37,11 +40,14 @@ case "$SCALE" in ''|*[!0-9]*|0) log "LEADLINE_SCALE must be a positive number, n
 case "$PORT_STEP" in ''|*[!0-9]*) log "LEADLINE_SCALE_PORT_STEP must be a number"; exit 2 ;; esac
 
 if [ -f "$RUN/kafka.env" ]; then  # the cluster infra.sh runs, whatever the shell says
+  # a secured cluster's kafka.env sets these; a plaintext one's must not inherit the shell's
+  unset KAFKA_SECURITY_PROTOCOL KAFKA_SASL_MECHANISM KAFKA_SSL_CAFILE LEADLINE_KAFKA_CREDENTIALS
   set -a
   # shellcheck source=/dev/null
   . "$RUN/kafka.env"
   set +a
 fi
+CREDENTIALS_DIR=${LEADLINE_KAFKA_CREDENTIALS:-}
 
 module_of() {  # name -> the module `python -m` runs: services.<name>, unless listed here
   case "$1" in
@@ -59,6 +65,25 @@ present() {  # name:ports entries whose module has been written
 }
 
 scalable() { case "$SCALABLE" in *" $1 "*) return 0 ;; esac; return 1; }
+
+principal_of() {  # name -> its Kafka principal on the secured profile (shared/kafka/acls.py)
+  case "$1" in
+    simulator) echo payment-provider ;;  # it plays the upstream provider, with its rights only
+    *) echo "$1" ;;
+  esac
+}
+
+# Exports service $1's own principal when the broker is secured (in the subshell that starts
+# it: the password goes into its environment, never onto a command line `ps` shows).
+export_identity() {
+  unset LEADLINE_KAFKA_CREDENTIALS KAFKA_SASL_USERNAME KAFKA_SASL_PASSWORD
+  [ "${KAFKA_SECURITY_PROTOCOL:-PLAINTEXT}" = SASL_SSL ] || return 0
+  local who file
+  who=$(principal_of "$1"); file=$CREDENTIALS_DIR/$who
+  [ -s "$file" ] || { log "no Kafka credentials for $who in '$CREDENTIALS_DIR': run 'make up SECURE=1'"; return 1; }
+  export KAFKA_SASL_USERNAME=$who
+  KAFKA_SASL_PASSWORD=$(cat "$file") && export KAFKA_SASL_PASSWORD
+}
 
 instances() {  # "<instance> <service> <k> <port>" for every instance LEADLINE_SCALE asks for
   local s name ports k port n
@@ -132,10 +157,11 @@ up() {
     local extra=()
     # instance 1 keeps whatever data dir it had; each further one needs its own (datadir.py)
     [ "$name" = orchestrator ] && [ "$k" != 1 ] && extra+=("ORCHESTRATOR_DATA_DIR=$RUN/orchestrator-$k")
-    env "LEADLINE_ENV=${LEADLINE_ENV:-local}" "${upper}_HTTP_PORT=$port" \
+    (export_identity "$name" || exit 1
+     exec env "LEADLINE_ENV=${LEADLINE_ENV:-local}" "${upper}_HTTP_PORT=$port" \
         "$dburl=${!dburl:-postgresql://leadline:leadline@127.0.0.1:$PG_PORT/$name}" \
         ${extra[@]+"${extra[@]}"} \
-        setsid nohup "$PY" -m "$(module_of "$name")" >>"$RUN/logs/$inst.log" 2>&1 </dev/null &
+        setsid nohup "$PY" -m "$(module_of "$name")" >>"$RUN/logs/$inst.log" 2>&1 </dev/null) &
     echo $! >"$pid"
   done < <(instances)
   while read -r inst name k port; do

@@ -27,6 +27,7 @@ def runtime(settings: CheckoutSettings) -> ServiceRuntime:
         return ConsumerRunner(
             name=settings.consumer_group,
             bootstrap_servers=settings.kafka_bootstrap_servers,
+            security=settings.kafka_security,
             subscriptions=subscriptions(settings),
             uow_factory=partial(PostgresCheckoutUnitOfWork, pool),
             settings=ConsumerSettings(
@@ -39,6 +40,7 @@ def runtime(settings: CheckoutSettings) -> ServiceRuntime:
         name="checkout",
         database_url=settings.database_url,
         bootstrap_servers=settings.kafka_bootstrap_servers,
+        kafka_security=settings.kafka_security,
         schema=SCHEMA,
         pool_max_size=settings.pool_max_size,
         prepare=partial(seed_products, products=SEED),

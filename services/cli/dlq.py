@@ -116,7 +116,9 @@ async def listed(
     physical = await topics(settings, topic)
     if not physical:
         return found
-    stream = kafka.records(settings.kafka_bootstrap_servers, physical)
+    stream = kafka.records(
+        settings.kafka_bootstrap_servers, physical, security=settings.kafka_security
+    )
     async with contextlib.aclosing(stream):
         async for record in stream:
             letter = letter_of(record, settings)
@@ -140,7 +142,11 @@ def parse_id(text: str) -> tuple[str, int, int]:
 async def found(settings: CliSettings, letter_id: str) -> Letter:
     topic, partition, offset = parse_id(letter_id)
     record = await kafka.record_at(
-        settings.kafka_bootstrap_servers, settings.topic(topic), partition, offset
+        settings.kafka_bootstrap_servers,
+        settings.topic(topic),
+        partition,
+        offset,
+        security=settings.kafka_security,
     )
     if record is None:
         raise CliError(f"no dead letter {letter_id} (never written, or past its retention)")
@@ -161,7 +167,9 @@ async def redrive(settings: CliSettings, letters: list[Letter]) -> None:
     saying how many were (those are on their topics; re-driving them again is harmless, as
     consumers drop an event id they applied)."""
     bootstrap = settings.kafka_bootstrap_servers
-    producer = Producer(bootstrap, client_id="leadline-cli.redrive")
+    producer = Producer(
+        bootstrap, client_id="leadline-cli.redrive", security=settings.kafka_security
+    )
     out = [
         # a None key stays None (aiokafka sends "no key"); OutgoingMessage types only bytes
         OutgoingMessage(d.origin_topic, cast(bytes, d.key), d.value, d.headers)

@@ -137,6 +137,7 @@ async def tail(
     stream = kafka.records(
         settings.kafka_bootstrap_servers,
         [settings.topic(topic)],
+        security=settings.kafka_security,
         from_beginning=reading.from_beginning,
         follow=reading.follow,
         ready=lambda start: ready(len(start)),

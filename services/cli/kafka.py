@@ -22,6 +22,7 @@ from aiokafka.errors import KafkaConnectionError
 from schemas.catalogue import TOPICS
 from services.cli.errors import CliError, kafka_unreachable
 from services.cli.settings import CliSettings
+from shared.kafka.security import KafkaSecurity
 
 REQUEST_TIMEOUT_MS = 10_000
 
@@ -43,14 +44,16 @@ async def _started(
 
 
 @contextlib.asynccontextmanager
-async def admin(bootstrap: str) -> AsyncIterator[Any]:
-    client = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=REQUEST_TIMEOUT_MS)
+async def admin(bootstrap: str, security: KafkaSecurity) -> AsyncIterator[Any]:
+    client = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, request_timeout_ms=REQUEST_TIMEOUT_MS, **security.aiokafka()
+    )
     async with _started(bootstrap, client, client.close) as started:
         yield started
 
 
 @contextlib.asynccontextmanager
-async def reader(bootstrap: str) -> AsyncIterator[Any]:
+async def reader(bootstrap: str, security: KafkaSecurity) -> AsyncIterator[Any]:
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         group_id=None,
@@ -58,6 +61,7 @@ async def reader(bootstrap: str) -> AsyncIterator[Any]:
         isolation_level="read_committed",
         auto_offset_reset="earliest",
         request_timeout_ms=REQUEST_TIMEOUT_MS,
+        **security.aiokafka(),
     )
     async with _started(bootstrap, consumer, consumer.stop) as started:
         yield started
@@ -66,7 +70,7 @@ async def reader(bootstrap: str) -> AsyncIterator[Any]:
 async def topics_under_prefix(settings: CliSettings) -> list[str]:
     """Every topic of this deployment (physical names under the topic prefix), Kafka's own
     internal topics left out."""
-    async with admin(settings.kafka_bootstrap_servers) as client:
+    async with admin(settings.kafka_bootstrap_servers, settings.kafka_security) as client:
         names: list[str] = await client.list_topics()
     return sorted(
         n for n in names if n.startswith(settings.topic_prefix) and not n.startswith("__")
@@ -89,10 +93,12 @@ async def catalogue(
     return [settings.topic(n) for n in names if settings.topic(n) in present]
 
 
-async def partitions(bootstrap: str, physical: Iterable[str]) -> dict[str, list[int]]:
+async def partitions(
+    bootstrap: str, physical: Iterable[str], *, security: KafkaSecurity
+) -> dict[str, list[int]]:
     """Each topic's partitions; a topic the broker does not have is a CliError naming it."""
     wanted = list(physical)
-    async with admin(bootstrap) as client:
+    async with admin(bootstrap, security) as client:
         described = await client.describe_topics(wanted)
     found = {
         t["topic"]: sorted(p["partition"] for p in t["partitions"])
@@ -139,13 +145,13 @@ async def topic_offsets(settings: CliSettings, physical: list[str]) -> list[Topi
     """Partitions and offsets of each topic, and the lag of every consumer group that has
     committed an offset on it. A group's partition it never committed counts from the first
     offset kept: that is where an `earliest` consumer starts."""
-    bootstrap = settings.kafka_bootstrap_servers
-    parts = await partitions(bootstrap, physical)
+    bootstrap, security = settings.kafka_bootstrap_servers, settings.kafka_security
+    parts = await partitions(bootstrap, physical, security=security)
     tps = [TopicPartition(t, p) for t in physical for p in parts[t]]
-    async with reader(bootstrap) as consumer:
+    async with reader(bootstrap, security) as consumer:
         starts: dict[TopicPartition, int] = await consumer.beginning_offsets(tps)
         ends: dict[TopicPartition, int] = await consumer.end_offsets(tps)
-    committed = await _group_offsets(bootstrap, set(physical))
+    committed = await _group_offsets(bootstrap, set(physical), security)
     result = []
     for t in physical:
         groups = []
@@ -166,9 +172,11 @@ async def topic_offsets(settings: CliSettings, physical: list[str]) -> list[Topi
     return result
 
 
-async def _group_offsets(bootstrap: str, topics: set[str]) -> dict[str, dict[TopicPartition, int]]:
+async def _group_offsets(
+    bootstrap: str, topics: set[str], security: KafkaSecurity
+) -> dict[str, dict[TopicPartition, int]]:
     """Every consumer group's committed offsets on `topics` (groups with none left out)."""
-    async with admin(bootstrap) as client:
+    async with admin(bootstrap, security) as client:
         groups = sorted({g[0] for g in await client.list_consumer_groups()})
 
         async def of(group: str) -> dict[TopicPartition, int]:
@@ -188,6 +196,7 @@ async def records(
     bootstrap: str,
     physical: list[str],
     *,
+    security: KafkaSecurity,
     from_beginning: bool = True,
     follow: bool = False,
     ready: Ready | None = None,
@@ -197,9 +206,9 @@ async def records(
     reading began; with it, on and on. `ready` is told each partition's first offset to read
     once the reader stands there, so a caller may announce it (records produced afterwards
     are read)."""
-    parts = await partitions(bootstrap, physical)
+    parts = await partitions(bootstrap, physical, security=security)
     tps = [TopicPartition(t, p) for t in physical for p in parts[t]]
-    async with reader(bootstrap) as consumer:
+    async with reader(bootstrap, security) as consumer:
         consumer.assign(tps)
         if from_beginning:
             await consumer.seek_to_beginning(*tps)
@@ -222,13 +231,15 @@ async def records(
                         yield record
 
 
-async def record_at(bootstrap: str, physical: str, partition: int, offset: int) -> Any | None:
+async def record_at(
+    bootstrap: str, physical: str, partition: int, offset: int, *, security: KafkaSecurity
+) -> Any | None:
     """The record at `offset`, or None when there is none (never written, or gone)."""
     tp = TopicPartition(physical, partition)
-    parts = await partitions(bootstrap, [physical])
+    parts = await partitions(bootstrap, [physical], security=security)
     if partition not in parts[physical]:
         return None
-    async with reader(bootstrap) as consumer:
+    async with reader(bootstrap, security) as consumer:
         consumer.assign([tp])
         first = (await consumer.beginning_offsets([tp]))[tp]
         end = (await consumer.end_offsets([tp]))[tp]

@@ -17,6 +17,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from services.cli.errors import brief, redact
 from services.cli.settings import CliSettings, Part
+from shared.kafka.security import KafkaSecurity
 
 State = Literal["up", "not ready", "down"]
 
@@ -33,10 +34,10 @@ class Health:
         return asdict(self)
 
 
-async def brokers(bootstrap: str, timeout: float) -> list[Health]:
+async def brokers(bootstrap: str, timeout: float, security: KafkaSecurity) -> list[Health]:
     """One line per live broker the cluster names; one `down` line when it cannot be asked."""
     client = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000)
+        bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000), **security.aiokafka()
     )
     try:
         async with asyncio.timeout(timeout * 2):
@@ -102,7 +103,7 @@ async def everything(settings: CliSettings) -> list[Health]:
     parts = settings.parts()
     async with httpx.AsyncClient(timeout=timeout) as client:
         found = await asyncio.gather(
-            brokers(settings.kafka_bootstrap_servers, timeout),
+            brokers(settings.kafka_bootstrap_servers, timeout, settings.kafka_security),
             asyncio.gather(*(database(p, timeout) for p in parts)),
             asyncio.gather(*(service(p, client) for p in parts)),
         )

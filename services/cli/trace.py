@@ -109,7 +109,10 @@ async def collect(settings: CliSettings, order_id: str) -> list[Seen]:
         raise CliError(f"none of the catalogue's topics is on the broker at {bootstrap}")
     found: list[Seen] = []
     only = Only(correlation=order_id)
-    async for record in kafka.records(settings.kafka_bootstrap_servers, physical):
+    stream = kafka.records(
+        settings.kafka_bootstrap_servers, physical, security=settings.kafka_security
+    )
+    async for record in stream:
         if only.may_want(record):
             seen = Seen.of(record, settings.logical(record.topic))
             if only.wants(seen):

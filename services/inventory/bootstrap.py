@@ -30,6 +30,7 @@ def runtime(settings: InventorySettings) -> ServiceRuntime:
         return ConsumerRunner(
             name=settings.consumer_group,
             bootstrap_servers=settings.kafka_bootstrap_servers,
+            security=settings.kafka_security,
             subscriptions=subscriptions(topics),
             uow_factory=lambda: PostgresInventoryUnitOfWork(pool),
             settings=ConsumerSettings(
@@ -43,6 +44,7 @@ def runtime(settings: InventorySettings) -> ServiceRuntime:
         name=settings.service_name,
         database_url=settings.database_url,
         bootstrap_servers=settings.kafka_bootstrap_servers,
+        kafka_security=settings.kafka_security,
         schema=SCHEMA,
         prepare=seed,
         make_consumer=consumer,

@@ -34,6 +34,7 @@ def runtime(settings: OrchestratorSettings) -> ServiceRuntime:
         name=settings.service_name,
         database_url=settings.database_url,
         bootstrap_servers=settings.kafka_bootstrap_servers,
+        kafka_security=settings.kafka_security,
         schema=SCHEMA,
         with_relay=False,  # it writes no outbox: commands go out from the stream processor
         make_workers={

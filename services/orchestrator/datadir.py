@@ -75,7 +75,9 @@ async def forget_another_clusters_state(settings: OrchestratorSettings) -> bool:
     from, and state from another cluster is deleted before faust opens it: it is rebuilt from
     the changelog as after a wiped volume; so is state that recorded no cluster. Returns True
     when something was deleted."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.kafka_bootstrap_servers, **settings.kafka_security.aiokafka()
+    )
     await admin.start()
     try:
         cluster_id = str((await admin.describe_cluster())["cluster_id"])

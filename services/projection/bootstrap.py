@@ -26,6 +26,7 @@ def runtime(settings: ProjectionSettings) -> ServiceRuntime:
         return view_consumers(
             pool,
             bootstrap_servers=settings.kafka_bootstrap_servers,
+            security=settings.kafka_security,
             topic=settings.topic,
             group_prefix=settings.consumer_group,
             settings=ConsumerSettings(
@@ -45,6 +46,7 @@ def runtime(settings: ProjectionSettings) -> ServiceRuntime:
         name=settings.service_name,
         database_url=settings.database_url,
         bootstrap_servers=settings.kafka_bootstrap_servers,
+        kafka_security=settings.kafka_security,
         schema=SCHEMA + "".join(view.ddl(view.schema) for view in VIEWS.values()),
         with_relay=False,  # the read side publishes nothing
         make_consumer=consumers,

@@ -12,6 +12,7 @@ from services.projection import orders, outcomes, sales, stock
 from services.projection.store import ViewUnitOfWork
 from services.projection.views import View
 from shared.kafka.consumer import ConsumerRunner, ConsumerSettings
+from shared.kafka.security import PLAINTEXT, KafkaSecurity
 
 VIEWS: Mapping[str, View] = {
     v.name: v for v in (orders.VIEW, stock.VIEW, sales.VIEW, outcomes.VIEW)
@@ -55,6 +56,7 @@ def view_consumers(
     topic: Callable[[str], str],
     group_prefix: str,
     settings: ConsumerSettings,
+    security: KafkaSecurity = PLAINTEXT,
 ) -> ViewConsumers:
     def runner(view: View) -> ConsumerRunner[ViewUnitOfWork]:
         return ConsumerRunner(
@@ -63,6 +65,7 @@ def view_consumers(
             subscriptions=view.subscriptions(topic),
             uow_factory=lambda: ViewUnitOfWork(pool, view.schema),
             settings=settings,
+            security=security,
         )
 
     return ViewConsumers({name: runner(view) for name, view in VIEWS.items()})

@@ -35,6 +35,7 @@ from shared.errors import PermanentError
 from shared.kafka.admin import partitions
 from shared.kafka.consumer import fingerprint, inbox_scope
 from shared.kafka.decoding import Rejected, Work, route, routes
+from shared.kafka.security import PLAINTEXT, KafkaSecurity
 from shared.observability.logging import get_logger, message_context
 from shared.ports import Claim
 from shared.retry import is_outage
@@ -129,6 +130,7 @@ async def rebuild(
     consumer_name: str,
     progress: Progress | None = None,
     lock_timeout: float = 30.0,
+    security: KafkaSecurity = PLAINTEXT,
 ) -> RebuildResult:
     """Rebuild `view` into its shadow schema and swap it in (see the module docstring)."""
     started = time.monotonic()
@@ -147,6 +149,7 @@ async def rebuild(
                 enable_auto_commit=False,
                 isolation_level="read_committed",
                 auto_offset_reset="earliest",
+                **security.aiokafka(),
             )
             await consumer.start()
             try:
@@ -159,6 +162,7 @@ async def rebuild(
                     progress,
                     lock_timeout,
                     bootstrap_servers,
+                    security,
                 )
             finally:
                 await consumer.stop()
@@ -182,9 +186,10 @@ async def _replay_and_swap(
     progress: Progress | None,
     lock_timeout: float,
     bootstrap_servers: str,
+    security: KafkaSecurity,
 ) -> tuple[int, int, int]:
     names = [topic(t) for t in view.topics]
-    found = await partitions(bootstrap_servers, names)
+    found = await partitions(bootstrap_servers, names, security=security)
     tps = [TopicPartition(name, p) for name in names for p in found[name]]
     consumer.assign(tps)
     await consumer.seek_to_beginning(*tps)

@@ -49,6 +49,7 @@ def runtime(settings: ReceiptsSettings) -> ServiceRuntime:
         return ConsumerRunner(
             name=settings.consumer_group,
             bootstrap_servers=settings.kafka_bootstrap_servers,
+            security=settings.kafka_security,
             subscriptions=subscriptions(
                 settings.topic("checkout.events"), settings.topic("receipts.commands"), issuing
             ),
@@ -81,6 +82,7 @@ def runtime(settings: ReceiptsSettings) -> ServiceRuntime:
         name=settings.service_name,
         database_url=settings.database_url,
         bootstrap_servers=settings.kafka_bootstrap_servers,
+        kafka_security=settings.kafka_security,
         schema=SCHEMA,
         make_consumer=consumer,
         make_workers={"delivery": delivery},

@@ -23,6 +23,8 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.kafka.security import PLAINTEXT, KafkaSecurity
+
 CheckResult = bool | str | None
 Check = Callable[[], CheckResult | Awaitable[CheckResult]]
 """Passes when it returns True, None or a note (a string: passing, but worth an operator's
@@ -199,8 +201,15 @@ class KafkaCheck:
     """A broker round trip: a metadata request naming no topics over one cached client, so each
     probe costs one small request, not a new connection. `close()` it on shutdown."""
 
-    def __init__(self, bootstrap_servers: str, *, request_timeout_ms: int = 2000) -> None:
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        *,
+        request_timeout_ms: int = 2000,
+        security: KafkaSecurity = PLAINTEXT,
+    ) -> None:
         self._bootstrap_servers = bootstrap_servers
+        self._security = security
         self._request_timeout_ms = request_timeout_ms
         self._client: Any = None
         self._lock = asyncio.Lock()
@@ -220,6 +229,7 @@ class KafkaCheck:
                     bootstrap_servers=self._bootstrap_servers,
                     request_timeout_ms=self._request_timeout_ms,
                     client_id="leadline-health",
+                    **self._security.aiokafka(),
                 )
                 try:
                     await client.bootstrap()

@@ -13,14 +13,21 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from schemas.catalogue import TOPICS
+from shared.kafka.security import PLAINTEXT, KafkaSecurity
 from shared.observability.logging import get_logger
+from shared.settings import CommonSettings
 
 log = get_logger(__name__)
 cli = typer.Typer(add_completion=False, help="Kafka admin helpers for Leadline.")
 
 
 async def wait_for_broker(
-    bootstrap: str, timeout: float, brokers: int = 1, node: int | None = None
+    bootstrap: str,
+    timeout: float,
+    brokers: int = 1,
+    node: int | None = None,
+    *,
+    security: KafkaSecurity = PLAINTEXT,
 ) -> None:
     """Return once the cluster answers a metadata request naming at least `brokers` live
     brokers, `node` (an id) among them if given: a fenced or stopped broker is not named.
@@ -29,7 +36,9 @@ async def wait_for_broker(
     last: object = None
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # refused connects are expected here
     while time.monotonic() < deadline:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=bootstrap, request_timeout_ms=5000, **security.aiokafka()
+        )
         try:
             await admin.start()
             await admin.list_topics()
@@ -51,12 +60,13 @@ async def ensure_topics(
     *,
     replication_factor: int = 1,
     min_insync_replicas: int = 1,
+    security: KafkaSecurity = PLAINTEXT,
 ) -> list[str]:
     """Create each (name, partitions, config) topic that does not exist yet, with
     `replication_factor` replicas and `min.insync.replicas` (unless its config names one);
     return those made. A topic that exists already is left as it is: one with another
     replication factor is logged, never reassigned."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **security.aiokafka())
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -95,9 +105,12 @@ async def _warn_on_replication(
             )
 
 
-async def partitions(bootstrap: str, names: list[str]) -> dict[str, list[int]]:
-    """Each topic's partition numbers; KeyError names a topic the broker does not have."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+async def partitions(
+    bootstrap: str, names: list[str], *, security: KafkaSecurity = PLAINTEXT
+) -> dict[str, list[int]]:
+    """Each topic's partition numbers; KeyError names a topic the broker does not have (or
+    will not describe to this principal)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **security.aiokafka())
     await admin.start()
     try:
         described = await admin.describe_topics(names)
@@ -140,6 +153,12 @@ def catalogue_specs(prefix: str = "") -> list[tuple[str, int, dict[str, str]]]:
     return specs
 
 
+def security_from_env() -> KafkaSecurity:
+    """KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_* and KAFKA_SSL_CAFILE as every service reads them
+    (infra.sh runs these commands as the admin principal on a secured broker)."""
+    return CommonSettings().kafka_security
+
+
 @cli.command("wait")
 def wait_cmd(
     bootstrap: str = "127.0.0.1:9092",
@@ -148,7 +167,7 @@ def wait_cmd(
     node: Annotated[int | None, typer.Option(help="a node id that must be live")] = None,
 ) -> None:
     """Wait until the cluster answers metadata requests naming `brokers` live brokers."""
-    asyncio.run(wait_for_broker(bootstrap, timeout, brokers, node))
+    asyncio.run(wait_for_broker(bootstrap, timeout, brokers, node, security=security_from_env()))
 
 
 @cli.command("ensure-topics")
@@ -174,6 +193,7 @@ def ensure_topics_cmd(
             catalogue_specs(prefix),
             replication_factor=replication_factor,
             min_insync_replicas=min_insync_replicas,
+            security=security_from_env(),
         )
     )
     typer.echo(f"topics created: {', '.join(made) if made else 'none (all exist)'}")

@@ -23,7 +23,9 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from schemas.catalogue import DEAD_LETTER_SUFFIX
 from shared.envelope import Headers
+from shared.kafka.admin import security_from_env
 from shared.kafka.producer import OutgoingMessage, Producer
+from shared.kafka.security import PLAINTEXT, KafkaSecurity
 
 HEADER_PREFIX = "dlq."
 _ERROR_LIMIT = 4000  # characters of error text kept in a header
@@ -119,19 +121,22 @@ class DeadLetter:
         )
 
 
-def _reader(bootstrap: str, group_id: str | None) -> Any:
+def _reader(bootstrap: str, group_id: str | None, security: KafkaSecurity) -> Any:
     return AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         group_id=group_id,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         isolation_level="read_committed",
+        **security.aiokafka(),
     )
 
 
-async def _assign_all(consumer: Any, bootstrap: str, topic: str) -> dict[Any, int]:
+async def _assign_all(
+    consumer: Any, bootstrap: str, topic: str, security: KafkaSecurity
+) -> dict[Any, int]:
     """Assign every partition of `topic`; return each one's end offset, where reading stops."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **security.aiokafka())
     await admin.start()
     try:
         described = await admin.describe_topics([topic])
@@ -150,13 +155,16 @@ async def _unread(consumer: Any, ends: dict[Any, int]) -> list[Any]:
     return [tp for tp, end in ends.items() if await consumer.position(tp) < end]
 
 
-async def list_dead_letters(bootstrap: str, topic: str, limit: int = 100) -> list[DeadLetter]:
+async def list_dead_letters(
+    bootstrap: str, topic: str, limit: int = 100, *, security: KafkaSecurity = PLAINTEXT
+) -> list[DeadLetter]:
     """Up to `limit` dead letters of `topic` (a `.dlq` topic), oldest first per partition.
     Reads without a consumer group, so listing never moves anything."""
-    consumer = _reader(bootstrap, None)
+    consumer = _reader(bootstrap, None, security)
     await consumer.start()
     try:
-        ends = await _assign_all(consumer, bootstrap, topic)  # no group: starts at the earliest
+        # no group: starts at the earliest
+        ends = await _assign_all(consumer, bootstrap, topic, security)
         letters: list[DeadLetter] = []
         while len(letters) < limit and (pending := await _unread(consumer, ends)):
             batch = await consumer.getmany(*pending, timeout_ms=1000)
@@ -180,6 +188,7 @@ async def redrive(
     event_ids: Collection[str] | None = None,
     where: Callable[[DeadLetter], bool] | None = None,
     group: str | None = None,
+    security: KafkaSecurity = PLAINTEXT,
 ) -> int:
     """Re-produce dead letters to their origin topic with the original key, value and headers;
     return how many. Call it once the cause is fixed: the message then goes through its
@@ -200,11 +209,11 @@ async def redrive(
             and (where is None or where(letter))
         )
 
-    reader = _reader(bootstrap, group or redrive_group(dlq_topic))
-    producer = Producer(bootstrap, client_id=f"redrive.{dlq_topic}")
+    reader = _reader(bootstrap, group or redrive_group(dlq_topic), security)
+    producer = Producer(bootstrap, client_id=f"redrive.{dlq_topic}", security=security)
     await reader.start()
     try:
-        ends = await _assign_all(reader, bootstrap, dlq_topic)
+        ends = await _assign_all(reader, bootstrap, dlq_topic, security)
         sent = 0
         while pending := await _unread(reader, ends):
             batch = await reader.getmany(*pending, timeout_ms=1000)
@@ -235,7 +244,8 @@ Bootstrap = Annotated[str, typer.Option(envvar="KAFKA_BOOTSTRAP_SERVERS")]
 @cli.command("list")
 def list_cmd(topic: str, bootstrap: Bootstrap = "127.0.0.1:9092", limit: int = 50) -> None:
     """Print the dead letters of TOPIC (a .dlq topic), one per line."""
-    for d in asyncio.run(list_dead_letters(bootstrap, topic, limit)):
+    letters = list_dead_letters(bootstrap, topic, limit, security=security_from_env())
+    for d in asyncio.run(letters):
         typer.echo(
             f"{d.partition}:{d.offset} {d.reason} from {d.origin_topic}:{d.origin_partition}:"
             f"{d.origin_offset} consumer={d.consumer} event_id={d.event_id} "
@@ -254,7 +264,15 @@ def redrive_cmd(
 ) -> None:
     """Re-produce the dead letters of TOPIC not re-driven yet to their origin topics."""
     n = asyncio.run(
-        redrive(bootstrap, topic, reason=reason, consumer=consumer, event_ids=event_id, group=group)
+        redrive(
+            bootstrap,
+            topic,
+            reason=reason,
+            consumer=consumer,
+            event_ids=event_id,
+            group=group,
+            security=security_from_env(),
+        )
     )
     typer.echo(f"re-driven: {n}")
 

@@ -22,6 +22,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from shared.envelope import Headers
+from shared.kafka.security import PLAINTEXT, KafkaSecurity
 from shared.observability.logging import get_logger
 
 _log = get_logger(__name__)
@@ -61,7 +62,12 @@ class DeliveryError(Exception):
         self.cause = cause
 
 
-def build_producer(bootstrap_servers: str, client_id: str, settings: ProducerSettings) -> Any:
+def build_producer(
+    bootstrap_servers: str,
+    client_id: str,
+    settings: ProducerSettings,
+    security: KafkaSecurity = PLAINTEXT,
+) -> Any:
     """An AIOKafkaProducer with every delivery-relevant setting explicit (not yet started)."""
     return AIOKafkaProducer(
         bootstrap_servers=bootstrap_servers,
@@ -73,6 +79,7 @@ def build_producer(bootstrap_servers: str, client_id: str, settings: ProducerSet
         max_batch_size=settings.max_batch_size,
         linger_ms=settings.linger_ms,
         compression_type=settings.compression_type,
+        **security.aiokafka(),
     )
 
 
@@ -89,8 +96,10 @@ class Producer:
         *,
         client_id: str,
         settings: ProducerSettings | None = None,
+        security: KafkaSecurity = PLAINTEXT,
     ) -> None:
         self._bootstrap = bootstrap_servers
+        self._security = security
         self._client_id = client_id
         self._settings = settings or ProducerSettings()
         self._producer: Any = None
@@ -98,7 +107,7 @@ class Producer:
     async def start(self) -> None:
         if self._producer is not None:
             return
-        producer = build_producer(self._bootstrap, self._client_id, self._settings)
+        producer = build_producer(self._bootstrap, self._client_id, self._settings, self._security)
         try:
             await producer.start()
         except BaseException:

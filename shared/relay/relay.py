@@ -24,6 +24,7 @@ from aiokafka.errors import KafkaError
 from asyncpg.pool import PoolConnectionProxy
 
 from shared.kafka.producer import DeliveryError, Producer, ProducerSettings
+from shared.kafka.security import PLAINTEXT, KafkaSecurity
 from shared.observability.logging import get_logger
 from shared.observability.metrics import OUTBOX_BACKLOG, OUTBOX_PARKED
 from shared.postgres.outbox import CHANNEL
@@ -74,6 +75,7 @@ class OutboxRelay:
         liveness_window: float = 60.0,
         missing_topic_grace: float = 60.0,
         producer_settings: ProducerSettings | None = None,
+        security: KafkaSecurity = PLAINTEXT,
     ) -> None:
         """`missing_topic_grace`: seconds a topic may be missing (being created) before its rows
         are parked; a refusal that retrying cannot change parks a row at once."""
@@ -87,12 +89,15 @@ class OutboxRelay:
         self._tick = min(poll_interval, 1.0)
         settings = producer_settings or ProducerSettings()
         self._grace = settings.delivery_timeout + settings.close_timeout
-        self._producer = Producer(bootstrap_servers, client_id=f"relay-{name}", settings=settings)
+        self._producer = Producer(
+            bootstrap_servers, client_id=f"relay-{name}", settings=settings, security=security
+        )
         self._topics = TopicCheck(
             bootstrap_servers,
             client_id=f"relay-{name}",
             missing_grace=missing_topic_grace,
             timeout_ms=settings.request_timeout_ms,
+            security=security,
         )
         self._stopping = asyncio.Event()
         self._pass_lock = asyncio.Lock()

@@ -26,6 +26,8 @@ from aiokafka.errors import (
 )
 from aiokafka.protocol.metadata import MetadataRequest
 
+from shared.kafka.security import PLAINTEXT, KafkaSecurity
+
 _REFUSED_AT_ONCE = {
     InvalidTopicError.errno: "Kafka rejects the topic name",
     TopicAuthorizationFailedError.errno: "this client may not write to the topic",
@@ -34,9 +36,16 @@ _REFUSED_AT_ONCE = {
 
 class TopicCheck:
     def __init__(
-        self, bootstrap_servers: str, *, client_id: str, missing_grace: float, timeout_ms: int
+        self,
+        bootstrap_servers: str,
+        *,
+        client_id: str,
+        missing_grace: float,
+        timeout_ms: int,
+        security: KafkaSecurity = PLAINTEXT,
     ) -> None:
         self._bootstrap = bootstrap_servers
+        self._security = security
         self._client_id = client_id
         self._grace = missing_grace
         self._timeout_ms = timeout_ms
@@ -99,6 +108,7 @@ class TopicCheck:
                 bootstrap_servers=self._bootstrap,
                 client_id=self._client_id,
                 request_timeout_ms=self._timeout_ms,
+                **self._security.aiokafka(),
             )
             try:
                 await client.bootstrap()

@@ -24,6 +24,7 @@ def runtime(settings: SimulatorSettings, controls: Controls) -> ServiceRuntime:
         return ConsumerRunner(
             name=settings.consumer_group,
             bootstrap_servers=settings.kafka_bootstrap_servers,
+            security=settings.kafka_security,
             subscriptions=subscriptions(topics, controls),
             uow_factory=lambda: PostgresSimulatorUnitOfWork(pool),
             settings=ConsumerSettings(
@@ -36,6 +37,7 @@ def runtime(settings: SimulatorSettings, controls: Controls) -> ServiceRuntime:
         return AnswerPublisher(
             pool=pool,
             bootstrap_servers=settings.kafka_bootstrap_servers,
+            security=settings.kafka_security,
             client_id=settings.service_name,
             partitioner=settings.partitioner,
             poll_interval=settings.publish_poll_ms / 1000,
@@ -46,6 +48,7 @@ def runtime(settings: SimulatorSettings, controls: Controls) -> ServiceRuntime:
         name=settings.service_name,
         database_url=settings.database_url,
         bootstrap_servers=settings.kafka_bootstrap_servers,
+        kafka_security=settings.kafka_security,
         schema=SCHEMA,
         with_relay=False,
         make_consumer=consumer,

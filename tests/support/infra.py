@@ -19,6 +19,7 @@ from typing import Any
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
+from shared.kafka.security import KafkaSecurity
 from tests.support.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,13 +62,15 @@ def is_kafka_jvm(pid: int) -> bool:
 
 
 class OwnKafka:
-    """A throw-away Kafka (1 or 3 KRaft nodes) via infra.sh in its own run dir, on free ports."""
+    """A throw-away Kafka (1 or 3 KRaft nodes) via infra.sh in its own run dir, on free ports;
+    `secure`: the secured profile (SASL_SSL, SCRAM principals, ACLs), as `make up SECURE=1`."""
 
-    def __init__(self, run_dir: Path, nodes: int = 1) -> None:
+    def __init__(self, run_dir: Path, nodes: int = 1, *, secure: bool = False) -> None:
         if nodes not in (1, 3):
             raise ValueError(f"infra.sh runs 1 or 3 Kafka nodes, not {nodes}")
         self.run_dir = run_dir
         self.nodes = nodes
+        self.secure = secure
         ports = _free_ports(2 * nodes)
         self.ports, self.controller_ports = ports[:nodes], ports[nodes:]
         self._env = {
@@ -78,6 +81,7 @@ class OwnKafka:
             "KAFKA_CONTROLLER_PORTS": " ".join(map(str, self.controller_ports)),
             "KAFKA_HEAP_OPTS": "-Xms128m -Xmx384m",
             "KAFKA_EXTRA_PROPERTIES": "\n".join(FAST_FAILOVER),
+            "LEADLINE_SECURE": "1" if secure else "0",
         }
 
     @property
@@ -87,13 +91,42 @@ class OwnKafka:
 
     @property
     def env(self) -> dict[str, str]:
-        """What a service started against this Kafka needs (as infra.sh writes to kafka.env)."""
+        """What a service started against this Kafka needs (as infra.sh writes to kafka.env);
+        secured, each service adds its own `credentials(principal)`."""
         replicas, min_isr = (3, 2) if self.nodes == 3 else (1, 1)
+        secured = {"KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "KAFKA_SSL_CAFILE": str(self.cafile)}
         return {
             "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
             "KAFKA_REPLICATION_FACTOR": str(replicas),
             "KAFKA_MIN_INSYNC_REPLICAS": str(min_isr),
+            **(secured if self.secure else {}),
         }
+
+    @property
+    def _secrets(self) -> Path:
+        return self.run_dir / ("kafka-secure" if self.nodes == 1 else "kafka-secure-cluster")
+
+    @property
+    def cafile(self) -> Path:
+        """The throw-away CA the secured brokers' certificate chains to."""
+        return self._secrets / "tls" / "ca.pem"
+
+    def password(self, principal: str) -> str:
+        """A secured principal's password (admin, or one infra.sh made with the ACLs)."""
+        return (self._secrets / "credentials" / principal).read_text().strip()
+
+    def credentials(self, principal: str) -> dict[str, str]:
+        """The environment that makes a process connect as `principal`."""
+        return {"KAFKA_SASL_USERNAME": principal, "KAFKA_SASL_PASSWORD": self.password(principal)}
+
+    def security(self, principal: str, password: str | None = None) -> KafkaSecurity:
+        """Client options for `principal` (with its own password unless given another)."""
+        return KafkaSecurity(
+            "SASL_SSL",
+            username=principal,
+            password=self.password(principal) if password is None else password,
+            cafile=str(self.cafile),
+        )
 
     def address(self, node: int = 0) -> str:
         return f"127.0.0.1:{self.ports[node]}"

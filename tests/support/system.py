@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -114,11 +114,14 @@ async def running_system(
     *,
     with_projection: bool = False,
     instances: int = 1,
+    own_env: Callable[[str], Mapping[str, str]] | None = None,
     **extra_env: str,
 ) -> AsyncIterator[System]:
     """Every process started and ready (the read side when asked); stopped (SIGTERM) on exit.
     With `instances` > 1 each scalable service runs that many times, in one consumer group on
-    one database: the second is `<name>-2` (the orchestrator's on a state folder of its own)."""
+    one database: the second is `<name>-2` (the orchestrator's on a state folder of its own).
+    `own_env(service)` adds to one service's environment (`simulator` names the simulator),
+    e.g. the Kafka principal it connects as."""
     env = {
         "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
         "LEADLINE_TOPIC_PREFIX": catalogue_prefix,
@@ -129,15 +132,19 @@ async def running_system(
         **{f"{s.upper()}_DATABASE_URL": dsn for s, dsn in databases.items()},
         **extra_env,
     }
+
+    def env_of(service: str) -> dict[str, str]:
+        return {**env, **(own_env(service) if own_env is not None else {})}
+
     names = [s for s in SCALABLE if with_projection or s != "projection"]
-    procs = {s: ServiceProcess(s, env, tmp_path / f"{s}.log") for s in names}
+    procs = {s: ServiceProcess(s, env_of(s), tmp_path / f"{s}.log") for s in names}
     for k in range(2, instances + 1):
         for s in names:
-            own = {**env, "ORCHESTRATOR_DATA_DIR": str(tmp_path / f"orchestrator-{k}")}
+            own = {**env_of(s), "ORCHESTRATOR_DATA_DIR": str(tmp_path / f"orchestrator-{k}")}
             procs[f"{s}-{k}"] = ServiceProcess(s, own, tmp_path / f"{s}-{k}.log")
     procs["simulator"] = ServiceProcess(
         "payment_provider",
-        env,
+        env_of("simulator"),
         tmp_path / "simulator.log",
         package="simulators",
         env_prefix="SIMULATOR",
