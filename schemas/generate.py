@@ -63,6 +63,12 @@ def _headers(model: type[Message]) -> Document:
             "type": {"type": "string", "const": model.TYPE},
             "version": {"type": "string", "const": str(model.VERSION)},
             "correlation_id": {"type": "string", "description": "the order id"},
+            # optional: consumers continue the trace they name, and start one without them
+            "traceparent": {
+                "type": "string",
+                "description": "W3C trace context of the span that sent the record (optional)",
+            },
+            "tracestate": {"type": "string", "description": "W3C vendor trace state (optional)"},
         },
     }
 

@@ -32,6 +32,7 @@ from services.checkout.models import (
 )
 from shared.auth import Principal
 from shared.buses import CommandBus, QueryBus
+from shared.observability.tracing import tag_order
 from shared.ports import ConcurrencyError
 
 
@@ -171,6 +172,7 @@ def orders_router(authenticate: Callable[..., Awaitable[Principal]]) -> APIRoute
         except IdempotencyKeyReused as exc:
             loc = ["header", "Idempotency-Key"]
             return _invalid(loc, "idempotency_key_reused", str(exc), idempotency_key)
+        tag_order(placed.order.order_id)
         response.headers["Location"] = f"/orders/{placed.order.order_id}"
         if placed.replayed:
             response.headers["Idempotent-Replayed"] = "true"
@@ -188,6 +190,7 @@ def orders_router(authenticate: Callable[..., Awaitable[Principal]]) -> APIRoute
     ) -> OrderView:
         """One of your orders (any order with the `admin` scope). Another customer's order
         is a 404, exactly like an order that does not exist."""
+        tag_order(order_id)
         view: OrderView = await buses.queries.execute(
             GetOrder(order_id, principal.subject, any_customer=principal.is_admin)
         )
@@ -214,6 +217,7 @@ def orders_router(authenticate: Callable[..., Awaitable[Principal]]) -> APIRoute
     ) -> OrderView:
         """Cancel one of your orders before it is confirmed. Cancelling a cancelled order
         answers with it unchanged; a confirmed or rejected one is a 409."""
+        tag_order(order_id)
         reason = (body or CancelOrderRequest()).reason
         view: OrderView = await buses.commands.execute(
             CancelOrder(order_id, principal.subject, reason, any_customer=principal.is_admin)

@@ -28,7 +28,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.checkout.v1 import (
     ConfirmOrder,
@@ -169,6 +169,9 @@ class Saga(BaseModel):
     deadline: int = 0  # counts deadlines set; SagaDeadlinePassed names the one it is for
     overdue: bool = False  # the receipt did not come in time: asked for again on each deadline
     history: tuple[Step, ...] = ()
+    # W3C trace context (traceparent, tracestate) of the step that last changed the saga,
+    # set by the processor: a deadline, which no message causes, continues that trace
+    trace: dict[str, str] = Field(default_factory=dict)
 
     @property
     def terminal(self) -> bool:

@@ -1,11 +1,14 @@
 """ASGI middleware every service installs: a request body size limit, and request metrics per
-route template."""
+route template; and how FastAPI's own tracing runs (`HTTP_TRACING`)."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import MutableMapping
+from typing import Any
 
 import orjson
+from fastapi.telemetry import TelemetryConfig
 from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -19,6 +22,29 @@ HTTP_SECONDS = Histogram(
     "Time to answer an HTTP request, by route template.",
     ["service", "method", "route"],
 )
+
+
+_UNTRACED = ("/health/", "/metrics", "/docs", "/redoc", "/openapi.json", "/asyncapi")
+
+
+def _untraced(scope: MutableMapping[str, Any]) -> bool:
+    path = scope.get("path", "")
+    return isinstance(path, str) and path.startswith(_UNTRACED)
+
+
+# FastAPI traces requests itself once a tracer provider is installed (observability/tracing.py):
+# a SERVER span per request continuing an incoming `traceparent`, named by method and route
+# template, with the status code. One span per request (no spans per dependency or for
+# serialisation); probes, scrapes and docs untraced; metrics and logs stay with Prometheus and
+# structlog; and no exporter of FastAPI's own beside ours.
+HTTP_TRACING: TelemetryConfig = {
+    "tracing": True,
+    "metrics": False,
+    "logs": False,
+    "operation_spans": False,
+    "auto_configure": False,
+    "exclude": _untraced,
+}
 
 
 async def _refuse(send: Send, status: int, detail: str) -> None:

@@ -2,7 +2,8 @@
 
 structlog and the standard library (uvicorn, aiokafka, asyncpg, faust) go through the same
 processors and the same JSON renderer, so every line has `timestamp` (ISO 8601, UTC), `level`,
-`logger`, `service`, `event`, and whatever ids `message_context`/`bind_correlation` bound.
+`logger`, `service`, `event`, and whatever ids `message_context`/`bind_correlation` bound; a
+line written inside a span carries its `trace_id` and `span_id`.
 
 Run uvicorn with `log_config=None`: otherwise it installs its own handlers at start-up and its
 lines leave the JSON stream.
@@ -18,6 +19,7 @@ from typing import Any
 
 import orjson
 import structlog
+from opentelemetry import trace
 from structlog.typing import EventDict, FilteringBoundLogger, Processor, WrappedLogger
 
 from shared.envelope import Envelope
@@ -42,6 +44,15 @@ def _service_adder(service: str) -> Processor:
     return add_service
 
 
+def _add_trace_ids(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    # a line written inside a span names it: from a log line to its trace, and back
+    context = trace.get_current_span().get_span_context()
+    if context.is_valid:
+        event_dict.setdefault("trace_id", format(context.trace_id, "032x"))
+        event_dict.setdefault("span_id", format(context.span_id, "016x"))
+    return event_dict
+
+
 def configure_logging(service: str, level: str = "INFO") -> None:
     """Send structlog and stdlib logging to stdout as JSON lines. Safe to call again: the
     previous configuration (handler, level, service name) is replaced, not duplicated."""
@@ -54,6 +65,7 @@ def configure_logging(service: str, level: str = "INFO") -> None:
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         _service_adder(service),
+        _add_trace_ids,
     ]
     structlog.configure(
         processors=[

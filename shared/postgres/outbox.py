@@ -2,7 +2,8 @@
 
 Rows are never deleted by the appender; the relay marks them sent and `prune_outbox` deletes
 sent rows after a retention window. A statement-level trigger NOTIFYs the relay, and PostgreSQL
-delivers the notification only when the transaction commits.
+delivers the notification only when the transaction commits. A row's headers are the
+envelope's plus the W3C trace context of the code that wrote it (observability/tracing.py).
 
 A row Kafka refuses for good is parked (`parked_at`, `parked_reason`) until an operator retries
 or drops it (`python -m shared.relay parked`); a dropped row keeps `sent_at` NULL and gets
@@ -18,6 +19,7 @@ import asyncpg
 import orjson
 
 from shared.envelope import Envelope
+from shared.observability.tracing import with_current_context
 from shared.postgres.types import Connection
 
 CHANNEL = "leadline_outbox"
@@ -59,7 +61,9 @@ class PostgresOutbox:
         self._conn = conn
 
     async def append(self, topic: str, envelope: Envelope) -> None:
-        headers = [[k, v.decode()] for k, v in envelope.headers()]
+        # the trace context current now (the request or handler writing the row) is stored
+        # with it: the relay publishes it however late, so the trace survives the wait
+        headers = [[k, v.decode()] for k, v in with_current_context(envelope.headers())]
         await self._conn.execute(
             "INSERT INTO outbox (topic, key, event_id, value, headers)"
             " VALUES ($1, $2, $3, $4, $5::jsonb)",

@@ -34,6 +34,7 @@ from aiokafka.errors import (
 )
 
 from shared.kafka.producer import DeliveryError, OutgoingMessage, Producer
+from shared.kafka.tracing import DeferredSends
 from shared.observability.logging import get_logger
 from shared.observability.metrics import OUTBOX_PUBLISHED
 from shared.postgres.outbox import PARKED, PENDING
@@ -88,8 +89,9 @@ def refusal(cause: BaseException) -> str | None:
     return f"{type(cause).__name__}: {detail}"
 
 
-def _message(row: asyncpg.Record) -> OutgoingMessage:
+def _message(row: asyncpg.Record, sends: DeferredSends) -> OutgoingMessage:
     headers = [(name, value.encode()) for name, value in orjson.loads(row["headers"])]
+    headers = sends.start(row["topic"], row["key"], headers)
     return OutgoingMessage(row["topic"], row["key"].encode(), row["value"], headers)
 
 
@@ -153,11 +155,17 @@ async def _send(
     """How many leading rows were acknowledged, and why the next one was not."""
     if not rows:
         return 0, None
+    sends = DeferredSends()  # a span per row, in the trace that wrote it (kafka/tracing.py)
+    delivered = 0
+    failure: DeliveryError | None = None
     try:
-        await producer.send_all([_message(r) for r in rows])
+        await producer.send_all([_message(r, sends) for r in rows])
+        delivered = len(rows)
     except DeliveryError as exc:
-        return exc.delivered, exc
-    return len(rows), None
+        delivered, failure = exc.delivered, exc
+    finally:
+        sends.end(delivered, failure)
+    return delivered, failure
 
 
 async def _mark(pool: asyncpg.Pool, rows: Sequence[asyncpg.Record], relay: str) -> int:

@@ -9,8 +9,10 @@ from datetime import datetime
 from typing import Self, cast
 
 import asyncpg
+import orjson
 
 from shared.envelope import Envelope
+from shared.observability.tracing import current_carrier
 from shared.postgres.types import Connection
 from shared.postgres.uow import PostgresUnitOfWork
 from simulators.payment_provider.domain import Payment, Status
@@ -38,8 +40,11 @@ CREATE TABLE IF NOT EXISTS answers (
     value      bytea       NOT NULL,
     due_at     timestamptz NOT NULL,
     sent_at    timestamptz,
-    created_at timestamptz NOT NULL DEFAULT now()
+    created_at timestamptz NOT NULL DEFAULT now(),
+    trace      jsonb       NOT NULL DEFAULT '{}'
 );
+-- the W3C trace context of the request being answered (databases made before it: none)
+ALTER TABLE answers ADD COLUMN IF NOT EXISTS trace jsonb NOT NULL DEFAULT '{}';
 CREATE INDEX IF NOT EXISTS answers_due ON answers (due_at, id) WHERE sent_at IS NULL;
 CREATE INDEX IF NOT EXISTS answers_order ON answers (order_id);
 """
@@ -87,16 +92,19 @@ class PostgresPaymentStore:
     async def schedule(self, topic: str, answer: Envelope, latency_ms: int) -> None:
         # GREATEST: a shorter latency set meanwhile must not let a later answer of the order
         # (a void) overtake an earlier one still waiting (its authorization)
+        # the answer continues the trace of the request it answers (the current span's)
         await self._conn.execute(
-            "INSERT INTO answers (event_id, order_id, type, topic, value, due_at)"
+            "INSERT INTO answers (event_id, order_id, type, topic, value, due_at, trace)"
             " SELECT $1, $2, $3, $4, $5, GREATEST(now() + $6 * interval '1 millisecond',"
-            " (SELECT max(due_at) FROM answers WHERE order_id = $2 AND sent_at IS NULL))",
+            " (SELECT max(due_at) FROM answers WHERE order_id = $2 AND sent_at IS NULL)),"
+            " $7::jsonb",
             answer.event_id,
             answer.key,
             answer.type,
             topic,
             answer.to_bytes(),
             latency_ms,
+            orjson.dumps(current_carrier()).decode(),
         )
 
 
@@ -117,16 +125,20 @@ class DueAnswer:
     topic: str
     key: str
     value: bytes
+    trace: dict[str, str]  # W3C fields; empty when the request carried no trace
 
 
 async def due_answers(pool: asyncpg.Pool, limit: int) -> list[DueAnswer]:
     """Unsent answers whose time has come, in the order they fell due."""
     rows = await pool.fetch(
-        "SELECT id, topic, order_id, value FROM answers"
+        "SELECT id, topic, order_id, value, trace FROM answers"
         " WHERE sent_at IS NULL AND due_at <= clock_timestamp() ORDER BY due_at, id LIMIT $1",
         limit,
     )
-    return [DueAnswer(r["id"], r["topic"], r["order_id"], bytes(r["value"])) for r in rows]
+    return [
+        DueAnswer(r["id"], r["topic"], r["order_id"], bytes(r["value"]), orjson.loads(r["trace"]))
+        for r in rows
+    ]
 
 
 async def mark_sent(pool: asyncpg.Pool, ids: list[int]) -> None:

@@ -19,6 +19,7 @@ from schemas.checkout.v1 import OrderConfirmed
 from shared.envelope import Envelope
 from shared.kafka.consumer import ConsumerSettings
 from shared.kafka.dead_letters import dead_letter_topic, list_dead_letters
+from shared.observability.tracing import current_carrier
 from shared.postgres import install_schema
 from shared.postgres.uow import PostgresUnitOfWork
 from tests.conftest import ROOT, TopicFactory
@@ -398,4 +399,50 @@ async def test_records_from_a_newer_producer_with_more_envelope_fields_are_appli
         await settled(kafka_bootstrap, name, {0: 1})
 
     assert [r["event_id"] for r in await applied(pg_pool)] == [current.event_id]
+    assert await list_dead_letters(kafka_bootstrap, dead_letter_topic(t)) == []
+
+
+async def test_trace_headers_and_unknown_ones_are_applied_and_the_handler_runs_in_their_trace(
+    pg_pool: asyncpg.Pool, kafka_bootstrap: str, topic: TopicFactory
+) -> None:
+    # an untraced consumer meets a traced producer's records (traceparent, tracestate) with a
+    # header nobody here knows and one without a value, and a record from a producer that
+    # sends no context at all: both are applied; the first hands its context to the handler
+    # (so to what it appends), the second gives it none
+    await install_schema(pg_pool, DDL)
+    t = await topic()
+    traced, foreign = confirmed(unique("order")), confirmed(unique("order"))
+    parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    extra = [
+        ("traceparent", parent.encode()),
+        ("tracestate", b"vendor=1"),
+        ("x-vendor-request", b"\xff\x00binary"),
+        ("x-empty", None),
+    ]
+    await produce(
+        kafka_bootstrap,
+        t,
+        [
+            (traced.key.encode(), traced.to_bytes(), [*traced.headers(), *extra]),
+            (foreign.key.encode(), foreign.to_bytes(), []),
+        ],
+    )
+    contexts: dict[uuid.UUID, dict[str, str]] = {}
+
+    class InTrace(Recorder):
+        async def __call__(
+            self, envelope: Envelope, message: OrderConfirmed, uow: PostgresUnitOfWork
+        ) -> None:
+            contexts[envelope.event_id] = current_carrier()
+            await super().__call__(envelope, message, uow)
+
+    name = unique("consumer")
+    async with running(runner_for(name, kafka_bootstrap, t, InTrace(), pg_pool)):
+        await settled(kafka_bootstrap, name, {0: 2})
+
+    assert [r["event_id"] for r in await applied(pg_pool)] == [traced.event_id, foreign.event_id]
+    assert contexts == {
+        traced.event_id: {"traceparent": parent, "tracestate": "vendor=1"},
+        foreign.event_id: {},
+    }
     assert await list_dead_letters(kafka_bootstrap, dead_letter_topic(t)) == []

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import structlog
+from opentelemetry import trace
 
 from shared.envelope import Envelope
 from shared.observability.logging import (
@@ -20,6 +21,7 @@ from shared.observability.logging import (
     get_logger,
     message_context,
 )
+from shared.observability.tracing import context_from
 
 
 @pytest.fixture(autouse=True)
@@ -179,3 +181,15 @@ def test_bind_correlation_for_http_requests(capsys: pytest.CaptureFixture[str]) 
 def test_unknown_level_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown log level"):
         configure_logging("checkout", level="LOUD")
+
+
+def test_a_line_written_inside_a_span_names_its_trace(capsys: pytest.CaptureFixture[str]) -> None:
+    # untraced, the span is the caller's, handed on: lines still lead to the caller's trace
+    parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    configure_logging("checkout")
+    with trace.use_span(trace.get_current_span(context_from({"traceparent": parent}))):
+        get_logger("t").info("inside")
+    get_logger("t").info("outside")
+    inside, outside = lines(capsys)
+    assert (inside["trace_id"], inside["span_id"]) == (parent[3:35], parent[36:52])
+    assert not {"trace_id", "span_id"} & outside.keys()
