@@ -18,9 +18,11 @@ from fastapi import APIRouter, FastAPI
 from pydantic import ValidationError
 
 from shared.http.health import HealthChecks, KafkaCheck, health_router, postgres_check
-from shared.http.middleware import BodySizeLimit, RequestMetrics
+from shared.http.middleware import HTTP_TRACING, BodySizeLimit, RequestMetrics
 from shared.http.outages import install_outage_handler
+from shared.kafka.security import PLAINTEXT, KafkaSecurity
 from shared.observability.logging import get_logger
+from shared.observability.tracing import flush_traces, recording
 from shared.postgres import create_pool, install_schema
 from shared.postgres.inbox import prune_inbox
 from shared.postgres.outbox import prune_outbox
@@ -83,6 +85,7 @@ class ServiceRuntime:
     name: str
     database_url: str
     bootstrap_servers: str
+    kafka_security: KafkaSecurity = PLAINTEXT
     schema: str = ""
     pool_max_size: int = 10
     prepare: Callable[[asyncpg.Pool], Awaitable[object]] | None = None
@@ -99,7 +102,7 @@ class ServiceRuntime:
     _stack: AsyncExitStack | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
-        self.kafka = KafkaCheck(self.bootstrap_servers)
+        self.kafka = KafkaCheck(self.bootstrap_servers, security=self.kafka_security)
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -123,7 +126,10 @@ class ServiceRuntime:
                 stack.callback(stopping.set)
             if self.with_relay:
                 self.relay = OutboxRelay(
-                    pool=pool, bootstrap_servers=self.bootstrap_servers, name=self.name
+                    pool=pool,
+                    bootstrap_servers=self.bootstrap_servers,
+                    name=self.name,
+                    security=self.kafka_security,
                 )
                 self._run(stack, "relay", self.relay)
             for name, make in self.make_workers.items():
@@ -143,6 +149,8 @@ class ServiceRuntime:
                 await stack.aclose()
         finally:
             await self.kafka.close()
+            if recording():  # the last spans out before a process manager may kill us
+                await asyncio.to_thread(flush_traces)
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[asyncpg.Pool]:
@@ -232,7 +240,8 @@ def service_app(
     readiness and liveness (the runtime's checks after any already in `ready` and `live`) and
     metrics routes, request metrics labelled with the runtime's name, the body-size limit, and
     503 + Retry-After for a request that met an outage (the database restarting) instead of a
-    500. Request metrics sit outermost, so the 413s and 400s the limit answers are counted too."""
+    500. Request metrics sit outermost, so the 413s and 400s the limit answers are counted too.
+    Requests are traced by FastAPI itself when the process traces (`HTTP_TRACING`)."""
     ready = HealthChecks() if ready is None else ready
     live = HealthChecks() if live is None else live
     runtime.add_health_checks(ready, live)
@@ -242,6 +251,7 @@ def service_app(
         summary=summary,
         description=description,
         lifespan=lifespan(runtime, on_start),
+        telemetry=HTTP_TRACING,
     )
     for router in routers:
         app.include_router(router)

@@ -22,6 +22,11 @@ trap faust leaves open, found on our broker):
   for partitions the agent has fully processed (deadlines.py), never by writing the table.
 - faust's own topics (changelog, leader) are created before it starts: faust creating them
   races the broker's metadata and then drops records.
+
+Tracing: each saga step is a span in the trace its message carries, and the commands it sends
+carry that span's context; the saga keeps the context of its last change (`Saga.trace`), so a
+deadline, which no message causes, continues the order's trace. Re-keyed replies keep the
+provider's headers, its trace context included.
 """
 
 from __future__ import annotations
@@ -49,8 +54,10 @@ from prometheus_client import Counter, Histogram
 from schemas.catalogue import DEAD_LETTER_SUFFIX, SAGA_PARTITIONS
 from schemas.orchestrator.v1 import SagaDeadlinePassed
 from services.orchestrator.consumers import Topics, subscriptions
+from services.orchestrator.credentials import faust_credentials
 from services.orchestrator.datadir import forget_another_clusters_state
 from services.orchestrator.deadlines import Deadlines, caught_up, partition_of
+from services.orchestrator.pipeline import Pipeline
 from services.orchestrator.saga import PRODUCER, Incoming, Saga, applied_before, apply, fail
 from services.orchestrator.settings import OrchestratorSettings
 from services.orchestrator.table import DurableTable
@@ -61,8 +68,10 @@ from shared.kafka.admin import ensure_topics
 from shared.kafka.dead_letters import Reason, dead_letter_message
 from shared.kafka.decoding import Ignored, Rejected, Subscription, route, routes
 from shared.kafka.producer import DeliveryError, OutgoingMessage, Producer
+from shared.kafka.tracing import DeferredSends, dead_lettering, processing
 from shared.observability.logging import get_logger, message_context
 from shared.observability.metrics import DEAD_LETTERS, MESSAGES_HANDLED, type_label
+from shared.observability.tracing import current_carrier, tag, with_carrier, with_current_context
 from shared.retry import backoff_delay, is_outage
 
 log = get_logger(__name__)
@@ -160,11 +169,16 @@ class Processor:
                 if sub.topic == self.topics.payments
             ]
         )
-        self._producer = Producer(s.kafka_bootstrap_servers, client_id=f"{s.faust_id}.commands")
+        self._producer = Producer(
+            s.kafka_bootstrap_servers,
+            client_id=f"{s.faust_id}.commands",
+            security=s.kafka_security,
+        )
         self.deadlines = Deadlines(SAGA_PARTITIONS)
         self.app = faust.App(
             s.faust_id,
             broker=[f"kafka://{server}" for server in s.kafka_bootstrap_servers.split(",")],
+            broker_credentials=faust_credentials(s.kafka_security),
             store="rocksdb://" if s.store == "rocksdb" else "memory://",
             datadir=str(s.data_dir / s.faust_id),
             processing_guarantee="at_least_once",
@@ -181,6 +195,7 @@ class Processor:
             value_serializer="raw",
         )
         self.app.transport = Transport(self.app.conf.broker_consumer, self.app)
+        self.app.transport.before_commit = self._drain
         sources = self.app.topic(*self.topics.sources, key_type=bytes, value_type=bytes)
         upstream = self.app.topic(self.topics.payments_upstream, key_type=bytes, value_type=bytes)
         table = self.app.Table(
@@ -191,6 +206,8 @@ class Processor:
         )
         assert isinstance(table, DurableTable)  # conf.Table above
         self.table = table
+        self._pipeline = Pipeline(table, self._write_again, self._send)
+        self._pipeline_task: asyncio.Task[None] | None = None
         self.app.agent(sources, name="saga")(self._saga_agent)
         self.app.agent(upstream, name="rekey")(self._rekey_agent)
         self.app.timer(s.deadline_scan_seconds, name="deadlines")(self._announce_deadlines)
@@ -234,9 +251,11 @@ class Processor:
             self.internal_topics,
             replication_factor=s.kafka_replication_factor,
             min_insync_replicas=s.kafka_min_insync_replicas,
+            security=s.kafka_security,
         )
         await forget_another_clusters_state(s)
         await self._producer.start()
+        self._pipeline_task = asyncio.create_task(self._pipeline.run(), name="saga-pipeline")
         # returns once the table is recovered from its changelog (may take a while)
         await self.app.start()
         self._started.set()
@@ -245,7 +264,11 @@ class Processor:
 
     async def stop(self) -> None:
         self._stopping.set()
-        await self.app.stop()
+        await self.app.stop()  # its last commit drains the pipeline first
+        if self._pipeline_task is not None:
+            self._pipeline_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pipeline_task
         await self._producer.stop()
         task = self._task
         if task is not None and task is not asyncio.current_task() and not task.done():
@@ -337,6 +360,7 @@ class Processor:
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            **self._settings.kafka_security.aiokafka(),
         )
         await reader.start()
         found: list[Record] = []
@@ -391,7 +415,11 @@ class Processor:
         while True:
             attempt += 1
             try:
-                await self._step(envelope, message, record)
+                # each attempt a span in the trace the message carries; its commands continue it
+                with processing(
+                    record, envelope, consumer=self._settings.faust_id, name=f"saga {envelope.type}"
+                ):
+                    await self._step(envelope, message, record)
                 return
             except Exception as exc:
                 log.warning("saga step failed", attempt=attempt, error=repr(exc))
@@ -410,15 +438,18 @@ class Processor:
         incoming = Incoming(str(envelope.event_id), message, now)
         after, commands = apply(before, incoming, self._settings.timeouts)
         if after is not None and after != before:
-            # the table first: a crash before the sends re-processes this message, and the
+            # a deadline announced later continues the trace of the step that set it
+            after = after.model_copy(update={"trace": current_carrier()})
+            # the table first (the pipeline sends the commands once the write is
+            # acknowledged): a crash before the sends re-processes this message, and the
             # saga, finding its id applied, sends the very same commands again
-            await self._persist(after)
+            self._persist(after, record)
             self._observe(before, after, message.TYPE, now)
         elif after is not None and applied_before(before, incoming.message_id):
             # a message applied before comes again: the local table may hold a state whose
             # changelog write a crash cut off (faust writes the store first); written again,
             # so a worker rebuilding the saga from the changelog finds it
-            await self._persist(after)
+            self._persist(after, record)
         log.info(
             "saga step",
             order_id=order_id,
@@ -427,14 +458,22 @@ class Processor:
             changed=after != before,
             commands=[c.type for c in commands],
         )
+        tag(
+            **{
+                "leadline.saga.before": before.status.value if before else "",
+                "leadline.saga.after": after.status.value if after else "",
+                "leadline.saga.commands": [c.type for c in commands],
+            }
+        )
         if commands:
-            await self._send(
+            self._pipeline.send(
+                record,
                 [
                     OutgoingMessage(
                         self._settings.topic(c.topic),
                         order_id.encode(),
                         wrapped.to_bytes(),
-                        wrapped.headers(),
+                        with_current_context(wrapped.headers()),
                     )
                     for c in commands
                     for wrapped in [
@@ -446,23 +485,25 @@ class Processor:
                             event_id=c.event_id,
                         )
                     ]
-                ]
+                ],
             )
 
-    async def _persist(self, saga: Saga) -> None:
-        """The saga in the table and its changelog write acknowledged: only then may faust ack
-        the message (table.py says why)."""
-        value = saga.model_dump_json().encode()
-        attempt = 0
-        while True:
-            attempt += 1
-            self.table[saga.order_id] = value
-            try:
-                await self.table.written(timeout=30.0)
-                return
-            except Exception as exc:  # written again: the local value is already this one
-                log.warning("saga changelog write failed", attempt=attempt, error=repr(exc))
-                await asyncio.sleep(backoff_delay(attempt, 0.1, 5.0))
+    def _persist(self, saga: Saga, record: Record) -> None:
+        """The saga in the table; the pipeline sees its changelog write acknowledged before the
+        commands staged after it go out, and before faust commits past `record`."""
+        self.table[saga.order_id] = saga.model_dump_json().encode()
+        self._pipeline.wrote(saga.order_id, record)
+
+    def _write_again(self, order_id: str, record: Record) -> None:
+        """A changelog write failed: the table's value (the newest) written again, to the
+        changelog partition of the record that wrote it."""
+        stored = self.table.get(order_id)
+        if stored is not None:
+            with standing_in_for_faust(self.app, record):
+                self.table[order_id] = stored
+
+    async def _drain(self) -> None:
+        await self._pipeline.drain()
 
     def _load(self, order_id: str) -> Saga | None:
         stored = self.table.get(order_id)
@@ -482,7 +523,7 @@ class Processor:
         saga = self._load(order_id)
         if saga is not None:
             failed = fail(saga, Incoming(str(envelope.event_id), message, datetime.now(UTC)), error)
-            await self._persist(failed)
+            self._persist(failed, record)
             self.deadlines.track(failed)
             self._view.put(failed)
         log.error("saga failed", order_id=order_id, error=error)
@@ -521,6 +562,9 @@ class Processor:
             if not due:
                 return
             messages = []
+            # no message causes a deadline: each continues its saga's trace, from the step
+            # that set it, so a timed-out order's compensation stays in the order's trace
+            sends = DeferredSends()
             for d in due:
                 passed = SagaDeadlinePassed(
                     order_id=d.order_id, status=d.status, deadline=d.deadline
@@ -531,15 +575,22 @@ class Processor:
                     producer=PRODUCER,
                     event_id=deterministic_id(PRODUCER, d.order_id, "deadline", str(d.deadline)),
                 )
+                saga = self._load(d.order_id)
+                stored = with_carrier(envelope.headers(), saga.trace if saga else {})
                 messages.append(
                     OutgoingMessage(
                         self.topics.deadlines,
                         d.order_id.encode(),
                         envelope.to_bytes(),
-                        envelope.headers(),
+                        sends.start(self.topics.deadlines, d.order_id, stored),
                     )
                 )
-            await self._producer.send_all(messages)
+            sent = 0
+            try:
+                await self._producer.send_all(messages)
+                sent = len(messages)
+            finally:
+                sends.end(sent)
             log.info("deadlines announced", count=len(messages))
         except Exception as exc:  # a timer that raises stops for good: log and try next tick
             log.warning("deadline scan failed", error=repr(exc))
@@ -577,7 +628,10 @@ class Processor:
     async def _learn_committed(self, tps: set[tuple[str, int]]) -> None:
         if not tps:
             return
-        admin = AIOKafkaAdminClient(bootstrap_servers=self._settings.kafka_bootstrap_servers)
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=self._settings.kafka_bootstrap_servers,
+            **self._settings.kafka_security.aiokafka(),
+        )
         await admin.start()
         try:
             committed = await admin.list_consumer_group_offsets(self.app.conf.id)
@@ -687,9 +741,10 @@ class Processor:
 
     async def _dead_letter(self, record: Record, reason: Reason, error: str) -> None:
         consumer = self._settings.faust_id
-        await self._send(
-            [dead_letter_message(record, reason=reason, error=error, consumer=consumer)]
-        )
+        with dead_lettering(record, consumer=consumer, reason=reason.value, error=error):
+            await self._send(
+                [dead_letter_message(record, reason=reason, error=error, consumer=consumer)]
+            )
         DEAD_LETTERS.labels(consumer, record.topic, reason.value).inc()
         log.warning(
             "dead-lettered",

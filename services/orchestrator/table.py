@@ -4,8 +4,9 @@ faust sends a table's changelog writes through a buffer and, before committing t
 offsets, flushes it for at most 0.1 s without progress; what is still unsent then is committed
 past anyway, and a SIGKILL loses it: the saga comes back from its changelog a step behind the
 messages already consumed (seen on our broker: a lost PaymentAuthorized transition, then a
-payment deadline that compensated a confirmed order). The saga agent therefore awaits every
-changelog write of a message (`written`) before it moves on and faust acks the message.
+payment deadline that compensated a confirmed order). So every changelog write is awaited:
+the saga pipeline (pipeline.py) takes them (`take_unconfirmed`) and sees them acknowledged
+before it sends the commands staged after them, and before faust commits past the message.
 """
 
 from __future__ import annotations
@@ -27,9 +28,7 @@ class DurableTable(faust.Table[str, bytes]):
         self._unconfirmed.append(sent)
         return sent
 
-    async def written(self, timeout: float) -> None:
-        """Every changelog write since the last call acknowledged by Kafka (raises when one
-        failed or did not make it in time: the caller writes the value again)."""
+    def take_unconfirmed(self) -> list[asyncio.Future[Any]]:
+        """The changelog writes issued since the last call, to be awaited."""
         pending, self._unconfirmed = self._unconfirmed, []
-        if pending:
-            await asyncio.wait_for(asyncio.gather(*pending), timeout)
+        return list(pending)

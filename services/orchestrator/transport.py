@@ -22,15 +22,21 @@
   seek, the records fetched again from the committed offset lay below it and were dropped
   without a trace, and the partition stalled (found on our broker: sagas stuck in `paying`,
   their partition's deadlines never announced). Seeks (which move it back) still apply.
+- A commit first waits until the saga's effects of every record acked so far are durable
+  (`Transport.before_commit`, the processor's `Pipeline.drain`): the agent stages a record's
+  table write and commands and moves on, and faust acks the record when the agent takes the
+  next one. The offsets to commit are chosen before the wait, so a record acked during it is
+  not committed with them.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
+from faust.exceptions import ProducerSendError
 from faust.transport.drivers import aiokafka as driver
 from faust.types import TP
 from prometheus_client import Counter
@@ -74,6 +80,24 @@ class SeekSafeConsumer(driver.Consumer):
         await asyncio.sleep(0)  # let the fetcher step out of a delivery under way
         await super().perform_seek()
 
+    async def _commit_tps(self, tps: Iterable[TP], start_new_transaction: bool) -> bool:
+        # faust's own, with the wait between choosing the offsets and committing them
+        offsets = self._filter_committable_offsets(tps)
+        if not offsets:
+            return False
+        before_commit = getattr(self.transport, "before_commit", None)
+        if before_commit is not None:
+            await before_commit()
+        try:
+            await self._handle_attached(offsets)
+        except ProducerSendError as exc:
+            await self.crash(exc)
+            return False
+        committed: bool = await self._commit_offsets(
+            offsets, start_new_transaction=start_new_transaction
+        )
+        return committed
+
     def ack(self, message: Any) -> bool:
         stale = message.generation_id != self.app.consumer_generation_id
         if stale or not self.app.flow_control.is_active():
@@ -87,3 +111,5 @@ class SeekSafeConsumer(driver.Consumer):
 class Transport(driver.Transport):
     Producer = IdempotentProducer
     Consumer = SeekSafeConsumer
+    # awaited before every commit: the effects of the records acked so far made durable
+    before_commit: Callable[[], Awaitable[None]] | None = None

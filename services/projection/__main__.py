@@ -23,6 +23,7 @@ from services.projection.settings import ProjectionSettings
 from services.projection.store import SCHEMA
 from shared.auth import AuthSettings
 from shared.observability.logging import configure_logging
+from shared.observability.tracing import configure_tracing
 from shared.postgres import create_pool, install_schema
 from shared.runtime import configured, serve
 
@@ -36,6 +37,7 @@ def main(context: typer.Context) -> None:
         return
     settings = configured("projection", ProjectionSettings)
     configure_logging(settings.service_name, settings.log_level)
+    configured("projection", lambda: configure_tracing(settings.service_name))
     app = configured("projection", lambda: create_app(settings, AuthSettings()))
     serve(app, host=settings.http_host, port=settings.http_port)
 
@@ -71,6 +73,7 @@ def rebuild_command(
                     VIEWS[view],
                     pool,
                     bootstrap_servers=settings.kafka_bootstrap_servers,
+                    security=settings.kafka_security,
                     topic=settings.topic,
                     consumer_name=VIEWS[view].consumer_name(settings.consumer_group),
                     progress=lambda done, total: bar.update(task, completed=done, total=total),

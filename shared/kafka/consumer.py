@@ -12,6 +12,9 @@ Guarantees, per event:
   retried in place, so a key's later records never overtake it. Partitions of one batch run
   concurrently.
 - The partition moves on. A record that cannot be handled goes to `<topic>.dlq` with the reason.
+
+Each handler runs in a span continuing the trace its record carries (kafka/tracing.py); records
+with more headers than ours (trace context, a foreign producer's own) are handled alike.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ from shared.kafka.dead_letters import Reason, dead_letter_message, dead_letter_t
 from shared.kafka.decoding import Ignored, Outcome, Rejected, Subscription, Work, route, routes
 from shared.kafka.offsets import Offsets
 from shared.kafka.producer import DeliveryError, Producer
+from shared.kafka.security import PLAINTEXT, KafkaSecurity
+from shared.kafka.tracing import dead_lettering, processing
 from shared.observability.logging import get_logger, message_context
 from shared.observability.metrics import (
     DEAD_LETTERS,
@@ -119,15 +124,19 @@ class ConsumerRunner(Generic[U]):
         subscriptions: Sequence[Subscription[U]],
         uow_factory: Callable[[], U],
         settings: ConsumerSettings | None = None,
+        security: KafkaSecurity = PLAINTEXT,
     ) -> None:
         self.name = name
         self._bootstrap = bootstrap_servers
+        self._security = security
         self._routes = routes(list(subscriptions))
         self._topics = sorted({s.topic for s in subscriptions})
         self._uow_factory = uow_factory
         self._settings = settings or ConsumerSettings()
         self._consumer: Any = None
-        self._dead_letters = Producer(bootstrap_servers, client_id=f"{name}.dead-letters")
+        self._dead_letters = Producer(
+            bootstrap_servers, client_id=f"{name}.dead-letters", security=security
+        )
         self._log = get_logger(__name__).bind(consumer=name)
         self._offsets = Offsets(name, self._log)
         self._interrupt = asyncio.Event()
@@ -147,6 +156,7 @@ class ConsumerRunner(Generic[U]):
             dlq_specs,
             replication_factor=s.replication_factor,
             min_insync_replicas=s.min_insync_replicas,
+            security=self._security,
         )
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=self._bootstrap,
@@ -160,6 +170,7 @@ class ConsumerRunner(Generic[U]):
             session_timeout_ms=s.session_timeout_ms,
             heartbeat_interval_ms=s.heartbeat_interval_ms,
             max_poll_interval_ms=s.max_poll_interval_ms,
+            **self._security.aiokafka(),
         )
         try:
             await self._consumer.start()
@@ -326,8 +337,13 @@ class ConsumerRunner(Generic[U]):
             ]
             claims = await uow.inbox.claim_many(self.name, entries)
             for work, claim in zip(works, claims, strict=True):
-                with message_context(work.envelope):
+                # the handler runs in the record's trace: what it appends to the outbox too
+                with (
+                    message_context(work.envelope),
+                    processing(work.record, work.envelope, consumer=self.name) as span,
+                ):
                     outcomes.append(await self._handle_claimed(uow, work, claim))
+                    span.set_attribute("leadline.outcome", outcomes[-1])
         elapsed = time.perf_counter() - started
         for work, outcome in zip(works, outcomes, strict=True):
             type_ = type_label(work.envelope.type)
@@ -359,15 +375,16 @@ class ConsumerRunner(Generic[U]):
     async def _dead_letter(self, record: Any, reason: Reason, error: str) -> None:
         message = dead_letter_message(record, reason=reason, error=error, consumer=self.name)
         attempt = 0
-        while True:
-            attempt += 1
-            try:
-                await self._dead_letters.send_all([message])
-                break
-            except (DeliveryError, KafkaError, OSError) as exc:
-                # never skip a record whose dead letter was not acknowledged
-                self._log.warning("dead letter not delivered", attempt=attempt, error=repr(exc))
-                await self._pause(attempt)
+        with dead_lettering(record, consumer=self.name, reason=reason.value, error=error):
+            while True:
+                attempt += 1
+                try:
+                    await self._dead_letters.send_all([message])
+                    break
+                except (DeliveryError, KafkaError, OSError) as exc:
+                    # never skip a record whose dead letter was not acknowledged
+                    self._log.warning("dead letter not delivered", attempt=attempt, error=repr(exc))
+                    await self._pause(attempt)
         DEAD_LETTERS.labels(self.name, record.topic, reason.value).inc()
         self._log.warning(
             "dead-lettered",

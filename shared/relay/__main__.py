@@ -16,9 +16,12 @@ from typing import TypeVar
 import asyncpg
 import typer
 
+from shared.kafka.admin import security_from_env
 from shared.observability.logging import configure_logging
+from shared.observability.tracing import configure_tracing
 from shared.relay.parking import drop_parked, parked_rows, retry_parked
 from shared.relay.relay import OutboxRelay
+from shared.runtime import configured
 
 T = TypeVar("T")
 
@@ -50,6 +53,8 @@ async def _serve(
         name=name,
         batch_size=batch_size,
         poll_interval=poll_interval,
+        # KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_* as the service owning the database reads them
+        security=security_from_env(),
     )
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -79,6 +84,8 @@ def main(
     if dsn is None:
         raise typer.BadParameter("required to run a relay", param_hint="--dsn")
     configure_logging(service=f"relay:{name}", level=log_level)
+    # its sends continue the traces that wrote the rows (spans exported at exit)
+    configured("relay", lambda: configure_tracing(f"relay:{name}"))
     asyncio.run(_serve(dsn, bootstrap, name, batch_size, poll_interval))
 
 

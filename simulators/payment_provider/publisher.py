@@ -23,7 +23,10 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from prometheus_client import Counter
 
 from shared.envelope import Envelope
+from shared.kafka.security import PLAINTEXT, KafkaSecurity
+from shared.kafka.tracing import DeferredSends
 from shared.observability.logging import get_logger
+from shared.observability.tracing import with_carrier
 from shared.retry import is_outage
 from simulators.payment_provider import store
 from simulators.payment_provider.settings import Partitioner
@@ -53,9 +56,10 @@ class AnswerPublisher:
         batch_size: int = 100,
         delivery_timeout: float = 30.0,
         liveness_window: float = 120.0,
+        security: KafkaSecurity = PLAINTEXT,
     ) -> None:
         self._pool = pool
-        self._config = {
+        self._config: dict[str, object] = {
             "bootstrap.servers": bootstrap_servers,
             "client.id": client_id,
             "acks": "all",
@@ -64,6 +68,8 @@ class AnswerPublisher:
             "message.timeout.ms": int(delivery_timeout * 1000),
             "linger.ms": 5,
             "error_cb": _log_error,
+            # the provider's own principal (secured profile), as librdkafka spells it
+            **security.librdkafka(),
         }
         self._poll, self._batch = poll_interval, batch_size
         self._delivery_timeout = delivery_timeout
@@ -126,6 +132,7 @@ class AnswerPublisher:
         producer = self._producer
         acked: list[int] = []
         failed: list[str] = []
+        spans = DeferredSends()  # each answer's send in the trace of the request it answers
 
         def delivered(answer: store.DueAnswer, err: KafkaError | None, _: Message) -> None:
             # callbacks run inside flush(), on this thread
@@ -137,8 +144,9 @@ class AnswerPublisher:
 
         try:
             for answer in due:
+                stored = with_carrier(Envelope.from_bytes(answer.value).headers(), answer.trace)
                 headers: list[tuple[str, str | bytes | None]] = list(
-                    Envelope.from_bytes(answer.value).headers()
+                    spans.start(answer.topic, answer.key, stored)
                 )
                 producer.produce(
                     answer.topic,
@@ -150,6 +158,8 @@ class AnswerPublisher:
         except (KafkaException, BufferError) as exc:
             failed.append(repr(exc))
         pending = producer.flush(self._delivery_timeout)
+        acknowledged = set(acked)
+        spans.end_each([a.id in acknowledged for a in due], failed[0] if failed else None)
         if pending or failed:
             log.warning("kafka refused answers", pending=pending, errors=failed[:5])
             self._producer = None
