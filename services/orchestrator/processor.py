@@ -548,7 +548,9 @@ class Processor:
         forwarded = OutgoingMessage(
             self.topics.payments, order_id.encode(), record.value, record.headers
         )
-        await self._send([forwarded])
+        # through the pipeline, in order, not awaited here: faust commits the provider's offset
+        # only once the copy is acknowledged (before_commit drains the pipeline)
+        self._pipeline.send(record, [forwarded])
 
     # ------------------------------------------------------------ deadlines
 
