@@ -31,7 +31,23 @@ from shared.kafka.security import KafkaSecurity, SaslMechanism, SecurityProtocol
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 
-class CommonSettings(BaseSettings):
+class EnvironmentSettings(BaseSettings):
+    """Settings read from the environment (and the constructor) only: a stray .env or secrets
+    dir must never change a running service."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings)
+
+
+class CommonSettings(EnvironmentSettings):
     model_config = SettingsConfigDict(
         frozen=True,
         extra="forbid",
@@ -101,18 +117,6 @@ class CommonSettings(BaseSettings):
     )
     log_level: LogLevel = "INFO"
     service_name: str = Field(default="leadline", min_length=1, max_length=100)
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # Environment only: a stray .env or secrets dir must never change a running service.
-        return (init_settings, env_settings)
 
     @cached_property
     def kafka_security(self) -> KafkaSecurity:

@@ -30,9 +30,10 @@ from opentelemetry.trace import Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.util.types import AttributeValue
 from pydantic import AliasChoices, Field, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from shared.envelope import Headers
+from shared.settings import EnvironmentSettings
 
 Carrier = dict[str, str]
 """The W3C fields of one context: `traceparent` and, when there is one, `tracestate`."""
@@ -44,7 +45,7 @@ _W3C = TraceContextTextMapPropagator()
 _TRACER = trace.get_tracer("leadline")  # a proxy: it records once a provider is installed
 
 
-class TracingSettings(BaseSettings):
+class TracingSettings(EnvironmentSettings):
     """The standard variables that decide whether this process traces, and how it exports."""
 
     model_config = SettingsConfigDict(frozen=True, extra="ignore")
@@ -67,17 +68,6 @@ class TracingSettings(BaseSettings):
             "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"
         ),
     )
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings)  # the environment only, as every settings class
 
     @field_validator("traces_exporter", mode="before")
     @classmethod

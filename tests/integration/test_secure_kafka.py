@@ -28,20 +28,11 @@ from shared.kafka.security import PLAINTEXT, KafkaSecurity
 from tests.conftest import Infra
 from tests.support import eventually, unique
 from tests.support.infra import OwnKafka
-from tests.support.system import System, bearer, databases, running_system
+from tests.support.system import PRINCIPAL_OF, System, bearer, databases, running_system
 
 pytestmark = pytest.mark.integration
 
 PREFIX = unique("secure") + "."
-# each process of the system and the principal it connects as
-PRINCIPAL_OF = {
-    "checkout": "checkout",
-    "inventory": "inventory",
-    "receipts": "receipts",
-    "projection": "projection",
-    "orchestrator": "orchestrator",
-    "simulator": "payment-provider",
-}
 
 
 @pytest.fixture(scope="module")

@@ -160,3 +160,15 @@ async def running_system(
         await made.http.aclose()
         for proc in procs.values():
             proc.stop()
+
+
+# each process of the system and the Kafka principal it connects as on the secured profile
+# (deploy/local/services.sh: the simulator plays the upstream provider)
+PRINCIPAL_OF = {
+    "checkout": "checkout",
+    "inventory": "inventory",
+    "receipts": "receipts",
+    "projection": "projection",
+    "orchestrator": "orchestrator",
+    "simulator": "payment-provider",
+}

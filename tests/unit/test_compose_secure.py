@@ -14,17 +14,10 @@ import pytest
 import yaml
 
 from shared.kafka.acls import PRINCIPALS, password_variable
+from tests.support.system import PRINCIPAL_OF
 
 ROOT = Path(__file__).resolve().parents[2]
 FILES = ["-f", str(ROOT / "docker-compose.yml"), "-f", str(ROOT / "docker-compose.secure.yml")]
-PRINCIPAL_OF = {
-    "checkout": "checkout",
-    "inventory": "inventory",
-    "receipts": "receipts",
-    "projection": "projection",
-    "orchestrator": "orchestrator",
-    "simulator": "payment-provider",
-}
 # every secret distinct, so that whose password a service holds can be told from its value
 SECRETS = {
     "AUTH_JWT_SECRET": "compose-test-secret",
