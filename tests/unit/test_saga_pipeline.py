@@ -4,7 +4,7 @@ acknowledgements the test gives or withholds, and a send that records what it wa
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -67,6 +67,13 @@ async def harness() -> AsyncIterator[Harness]:
         await task
 
 
+async def until(check: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not check():
+        assert asyncio.get_running_loop().time() < deadline, "not within the deadline"
+        await asyncio.sleep(0.01)
+
+
 async def settle() -> None:
     for _ in range(20):  # let the pipeline's task take every step it can
         await asyncio.sleep(0)
@@ -119,7 +126,7 @@ async def test_a_failed_write_is_written_again_and_its_commands_wait_for_that(
 ) -> None:
     written = harness.apply("o-1", "r1", "ReserveStock")
     written.set_exception(TimeoutError("no ack"))
-    await asyncio.sleep(0.3)  # past the first backoff (0.1 s): the write is issued again
+    await until(lambda: bool(harness.rewritten))  # after the first backoff (0.1 s)
     assert harness.rewritten == [("o-1", "r1")]
     assert harness.sent == []
 
@@ -135,7 +142,7 @@ async def test_a_failed_write_rewrites_the_keys_staged_after_it_too(harness: Har
     await settle()  # the pipeline has taken o-1's write and waits on it
     second = harness.apply("o-2", "r2", "B")
     first.set_exception(TimeoutError("no ack"))
-    await asyncio.sleep(0.3)
+    await until(lambda: len(harness.rewritten) >= 2)
     # o-2's write was issued before the retry took the unconfirmed writes: written again too
     assert sorted(k for k, _ in harness.rewritten) == ["o-1", "o-2"]
     for _, future in harness.changelog.issued:
