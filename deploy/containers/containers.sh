@@ -77,9 +77,11 @@ apt_missing() {  # the packages among "$@" that dpkg does not have
 
 install() {
   # runc, not crun: crun refuses the hybrid cgroup layout of our machines. netavark +
-  # aardvark-dns: containers find each other by service name. catatonit: compose's `init: true`.
+  # aardvark-dns: containers find each other by service name (netavark sets the network up with
+  # iptables, only recommended by its package: without it every run fails "netavark: No such file
+  # or directory"). catatonit: compose's `init: true`.
   local missing
-  missing=$(apt_missing podman runc mmdebstrap uidmap slirp4netns fuse-overlayfs netavark \
+  missing=$(apt_missing podman runc mmdebstrap uidmap slirp4netns fuse-overlayfs netavark iptables \
     aardvark-dns catatonit)
   if [ -n "$missing" ]; then
     [ "$(id -u)" = 0 ] || die "missing Debian packages (install them as root): $missing"
