@@ -233,6 +233,9 @@ def apply_cmd(
     ] = False,
     bootstrap: Annotated[str, typer.Option(envvar="KAFKA_BOOTSTRAP_SERVERS")] = "127.0.0.1:9092",
     prefix: Prefix = "",
+    timeout: Annotated[
+        float, typer.Option(min=1, help="seconds each step may wait for Kafka to answer")
+    ] = 120.0,
 ) -> None:
     """Create the principals and ACLs, as the admin principal of the environment
     (KAFKA_SECURITY_PROTOCOL=SASL_SSL, KAFKA_SASL_USERNAME, ...)."""
@@ -243,7 +246,7 @@ def apply_cmd(
         raise typer.BadParameter("give either --credentials DIR or --passwords-from-env")
     found = passwords(credentials) if credentials else passwords_from_env(os.environ)
     rules = acls(prefix)
-    apply(bootstrap, admin, rules, found)
+    apply(bootstrap, admin, rules, found, timeout=timeout)
     typer.echo(f"principals: {', '.join(PRINCIPALS)}; ACLs: {len(rules)}")
 
 

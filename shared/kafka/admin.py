@@ -10,7 +10,14 @@ from typing import Annotated
 
 import typer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import (
+    KafkaConnectionError,
+    KafkaError,
+    KafkaTimeoutError,
+    NodeNotReadyError,
+    RequestTimedOutError,
+    TopicAlreadyExistsError,
+)
 
 from schemas.catalogue import TOPICS
 from shared.kafka.security import PLAINTEXT, KafkaSecurity
@@ -61,12 +68,15 @@ async def ensure_topics(
     replication_factor: int = 1,
     min_insync_replicas: int = 1,
     security: KafkaSecurity = PLAINTEXT,
+    request_timeout_ms: int = 40_000,
 ) -> list[str]:
     """Create each (name, partitions, config) topic that does not exist yet, with
     `replication_factor` replicas and `min.insync.replicas` (unless its config names one);
     return those made. A topic that exists already is left as it is: one with another
     replication factor is logged, never reassigned."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **security.aiokafka())
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, request_timeout_ms=request_timeout_ms, **security.aiokafka()
+    )
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -87,6 +97,48 @@ async def ensure_topics(
         return [t.name for t in missing]
     finally:
         await admin.close()
+
+
+# what a broker that is starting, or a connection that hangs, looks like to an admin client
+_UNANSWERED = (
+    KafkaConnectionError,
+    KafkaTimeoutError,
+    NodeNotReadyError,
+    RequestTimedOutError,
+    asyncio.TimeoutError,
+)
+
+
+async def ensure_topics_patiently(
+    bootstrap: str,
+    specs: list[tuple[str, int, dict[str, str]]],
+    *,
+    timeout: float,
+    request_timeout_ms: int = 10_000,
+    replication_factor: int = 1,
+    min_insync_replicas: int = 1,
+    security: KafkaSecurity = PLAINTEXT,
+) -> list[str]:
+    """`ensure_topics`, tried again while Kafka does not answer (each try gives up on a silent
+    connection after `request_timeout_ms`), for `timeout` s; then its last error. For one-shots
+    that run beside a starting broker (compose's `topics`): creating only what is missing, a
+    try never undoes an earlier one (whose topics it reports as existing, not made)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return await ensure_topics(
+                bootstrap,
+                specs,
+                replication_factor=replication_factor,
+                min_insync_replicas=min_insync_replicas,
+                security=security,
+                request_timeout_ms=request_timeout_ms,
+            )
+        except _UNANSWERED as exc:
+            if time.monotonic() >= deadline:
+                raise
+            log.warning("kafka did not answer; trying again", bootstrap=bootstrap, error=repr(exc))
+            await asyncio.sleep(1.0)
 
 
 async def _warn_on_replication(
@@ -180,6 +232,9 @@ def ensure_topics_cmd(
     min_insync_replicas: Annotated[
         int, typer.Option(envvar="KAFKA_MIN_INSYNC_REPLICAS", min=1, max=5)
     ] = 1,
+    timeout: Annotated[
+        float, typer.Option(min=0, help="seconds to keep trying while Kafka does not answer")
+    ] = 120.0,
 ) -> None:
     """Create every catalogue topic (and its dead-letter topic) that is missing."""
     if min_insync_replicas > replication_factor:
@@ -188,9 +243,10 @@ def ensure_topics_cmd(
             f"--replication-factor {replication_factor}"
         )
     made = asyncio.run(
-        ensure_topics(
+        ensure_topics_patiently(
             bootstrap,
             catalogue_specs(prefix),
+            timeout=timeout,
             replication_factor=replication_factor,
             min_insync_replicas=min_insync_replicas,
             security=security_from_env(),
