@@ -266,12 +266,45 @@ up() {
   {
     compose up -d --no-build --no-deps $INFRA
     wait_healthy $INFRA
-    compose up -d --no-build --no-deps $ONESHOTS
-    wait_completed $ONESHOTS
+    # one at a time: under podman 4.3 a container's name lookups can go unanswered for ~40 s
+    # while another container of the network starts or stops (aardvark-dns 1.4 drops queries
+    # while it reloads), and a one-shot has nobody to restart it
+    for svc in $ONESHOTS; do
+      compose up -d --no-build --no-deps "$svc"
+      wait_completed "$svc"
+    done
     compose up -d --no-build --no-deps $SERVICES
     wait_healthy $SERVICES
   }
+  operator_env
   log "stack $PROJECT is up: checkout on http://127.0.0.1:${CHECKOUT_HOST_PORT:-18000}"
+}
+
+operator_env() {  # the `leadline` CLI's environment for this stack, from this host
+  local file=$STATE/$PROJECT.operator.env ca=$STATE/$PROJECT.ca.pem svc port var
+  local server=postgresql://${POSTGRES_USER:-leadline}@127.0.0.1:${POSTGRES_HOST_PORT:-15432}
+  (
+    umask 077
+    {
+      echo "KAFKA_BOOTSTRAP_SERVERS=localhost:${KAFKA_HOST_PORT:-19092}"
+      echo "PGPASSWORD=$POSTGRES_PASSWORD"
+      for svc in checkout:18000 inventory:18001 receipts:18002 projection:18003 \
+        orchestrator:18004 simulator:18009; do
+        port=${svc#*:} svc=${svc%:*} var=${svc^^}_HOST_PORT
+        echo "${svc^^}_HTTP_PORT=${!var:-$port}"
+        echo "${svc^^}_DATABASE_URL=$server/$svc"
+      done
+      if [ "$SECURE" = 1 ]; then  # the operator principal, over the host listener's TLS
+        podman cp "$(container kafka):/var/lib/kafka/tls/ca.pem" "$ca"
+        echo "KAFKA_SECURITY_PROTOCOL=SASL_SSL"
+        echo "KAFKA_SASL_MECHANISM=SCRAM-SHA-512"
+        echo "KAFKA_SASL_USERNAME=operator"
+        echo "KAFKA_SASL_PASSWORD=$KAFKA_PASSWORD_OPERATOR"
+        echo "KAFKA_SSL_CAFILE=$ca"
+      fi
+    } >"$file"
+  )
+  log "the leadline CLI against this stack: set -a; . $file; set +a"
 }
 
 smoke() {
@@ -304,7 +337,7 @@ down() {
   [ -z "$left" ] || podman rm -f -t 5 $left 2>&1 >/dev/null | known_noise >&2
   podman volume ls -q --filter "label=io.podman.compose.project=$PROJECT" | xargs -r podman volume rm -f >/dev/null
   podman network ls -q --filter "label=io.podman.compose.project=$PROJECT" | xargs -r podman network rm -f >/dev/null
-  rm -f "$STATE/$PROJECT.env" "$STATE/$PROJECT.secure.env"
+  rm -f "$STATE/$PROJECT".{env,secure.env,operator.env,ca.pem}
 }
 
 ours() { podman ps -aq --filter "label=io.podman.compose.project=$PROJECT"; }

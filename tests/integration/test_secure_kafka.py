@@ -23,11 +23,11 @@ from aiokafka.errors import KafkaConnectionError, TopicAuthorizationFailedError
 
 from shared.kafka.acls import PRINCIPALS, acls, allowed, apply
 from shared.kafka.admin import catalogue_specs, ensure_topics
-from shared.kafka.producer import DeliveryError, OutgoingMessage, Producer
-from shared.kafka.security import PLAINTEXT, KafkaSecurity
+from shared.kafka.security import PLAINTEXT
 from tests.conftest import Infra
 from tests.support import eventually, unique
 from tests.support.infra import OwnKafka
+from tests.support.kafka_access import cluster_id, write
 from tests.support.system import PRINCIPAL_OF, System, bearer, databases, running_system
 
 pytestmark = pytest.mark.integration
@@ -56,32 +56,20 @@ async def catalogue(secured: OwnKafka) -> str:
     return PREFIX
 
 
-async def _cluster_id(bootstrap: str, security: KafkaSecurity) -> str:
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap, request_timeout_ms=5000, **security.aiokafka()
-    )
-    try:
-        async with asyncio.timeout(60):
-            await admin.start()
-            return str((await admin.describe_cluster())["cluster_id"])
-    finally:
-        await admin.close()
-
-
 async def test_a_plaintext_client_is_refused(secured: OwnKafka) -> None:
-    assert await _cluster_id(secured.bootstrap, secured.security("operator"))
+    assert await cluster_id(secured.bootstrap, secured.security("operator"))
     with pytest.raises(KafkaConnectionError):
-        await _cluster_id(secured.bootstrap, PLAINTEXT)
+        await cluster_id(secured.bootstrap, PLAINTEXT)
 
 
 async def test_a_wrong_password_is_refused(
     secured: OwnKafka, caplog: pytest.LogCaptureFixture
 ) -> None:
-    assert await _cluster_id(secured.bootstrap, secured.security("inventory"))
+    assert await cluster_id(secured.bootstrap, secured.security("inventory"))
     caplog.set_level(logging.ERROR, logger="aiokafka")
     wrong = secured.security("inventory", password="not-" + secured.password("inventory"))
     with pytest.raises(KafkaConnectionError):
-        await _cluster_id(secured.bootstrap, wrong)
+        await cluster_id(secured.bootstrap, wrong)
     # refused by SCRAM, not by a connection that failed for another reason
     assert "SaslAuthenticationFailed" in caplog.text
 
@@ -115,18 +103,6 @@ async def test_the_controller_listener_takes_the_brokers_certificate_only(
         assert await _api_versions(port, broker)
 
 
-async def _write(bootstrap: str, security: KafkaSecurity, topic: str) -> BaseException | None:
-    """Produce one record as the idempotent producers of the services do; the refusal, if any."""
-    producer = Producer(bootstrap, client_id=unique("acl-probe"), security=security)
-    try:
-        await producer.send_all([OutgoingMessage(topic, b"probe", b"{}", [])])
-        return None
-    except DeliveryError as exc:
-        return exc.cause
-    finally:
-        await producer.stop()
-
-
 @pytest.mark.parametrize(
     ("principal", "topic", "may"),
     [
@@ -146,13 +122,13 @@ async def test_a_principal_writes_only_the_topics_its_party_produces(
     if may:
         # ACLs reach the broker's authorizer through its metadata log: moments after `apply`
         await eventually(
-            lambda: _write(secured.bootstrap, security, physical),
+            lambda: write(secured.bootstrap, security, physical),
             lambda refused: refused is None,
             timeout=20,
             what=f"{principal} writes {topic}",
         )
     else:
-        refused = await _write(secured.bootstrap, security, physical)
+        refused = await write(secured.bootstrap, security, physical)
         assert isinstance(refused, TopicAuthorizationFailedError), refused
 
 
