@@ -111,6 +111,12 @@ def topics_command(
             physical = await kafka.topics_under_prefix(settings)
         else:
             physical = await kafka.catalogue(settings)
+        if not physical:
+            where = f" under the prefix {settings.topic_prefix!r}" if settings.topic_prefix else ""
+            raise CliError(
+                f"no Leadline topics on {settings.kafka_bootstrap_servers}{where}: `make up` "
+                "(or `python -m shared.kafka.admin ensure-topics`) creates them"
+            )
         return await kafka.topic_offsets(settings, physical)
 
     found = _run(settings, go())

@@ -64,6 +64,20 @@ async def test_the_console_script_says_it_in_one_line_too() -> None:
     ]
 
 
+def test_a_broker_without_our_topics_is_said_in_one_line(infra: Infra) -> None:
+    # aiokafka's consumer, started and stopped with nothing to read, raised CancelledError
+    prefix = f"empty-{uuid.uuid4().hex[:8]}."
+    env = {"KAFKA_BOOTSTRAP_SERVERS": infra.kafka_bootstrap, "LEADLINE_TOPIC_PREFIX": prefix}
+    for args in (["topics"], ["topics", "--all"]):
+        code, out, err = invoke(*args, **env)
+
+        assert (code, out) == (1, ""), err
+        assert err.splitlines() == [
+            f"leadline: no Leadline topics on {infra.kafka_bootstrap} under the prefix"
+            f" {prefix!r}: `make up` (or `python -m shared.kafka.admin ensure-topics`) creates them"
+        ]
+
+
 def test_an_unknown_order_has_no_trace(infra: Infra, catalogue_prefix: str) -> None:
     order_id = str(uuid.uuid4())
     code, out, err = invoke(
