@@ -57,6 +57,7 @@ from services.orchestrator.consumers import Topics, subscriptions
 from services.orchestrator.credentials import faust_credentials
 from services.orchestrator.datadir import forget_another_clusters_state
 from services.orchestrator.deadlines import Deadlines, caught_up, partition_of
+from services.orchestrator.lag import LagReporter
 from services.orchestrator.pipeline import Pipeline
 from services.orchestrator.saga import PRODUCER, Incoming, Saga, applied_before, apply, fail
 from services.orchestrator.settings import OrchestratorSettings
@@ -211,6 +212,8 @@ class Processor:
         self.app.agent(sources, name="saga")(self._saga_agent)
         self.app.agent(upstream, name="rekey")(self._rekey_agent)
         self.app.timer(s.deadline_scan_seconds, name="deadlines")(self._announce_deadlines)
+        self.lag = LagReporter(s.faust_id, s.kafka_bootstrap_servers, s.kafka_security)
+        self.app.timer(s.lag_report_seconds, name="lag")(self._report_lag)
         self._done: dict[tuple[str, int], int] = {}  # next offset to process, per source
         # the next offset the agent should see, per source held since the last rebalance
         self._expected: dict[tuple[str, int], int] = {}
@@ -270,6 +273,7 @@ class Processor:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._pipeline_task
         await self._producer.stop()
+        await self.lag.close()
         task = self._task
         if task is not None and task is not asyncio.current_task() and not task.done():
             await asyncio.wait({task}, timeout=30)
@@ -437,7 +441,9 @@ class Processor:
         now = datetime.now(UTC)
         incoming = Incoming(str(envelope.event_id), message, now)
         after, commands = apply(before, incoming, self._settings.timeouts)
+        outcome = "ignored"  # a message this saga's state does not take (the saga is past it)
         if after is not None and after != before:
+            outcome = "applied"
             # a deadline announced later continues the trace of the step that set it
             after = after.model_copy(update={"trace": current_carrier()})
             # the table first (the pipeline sends the commands once the write is
@@ -446,6 +452,7 @@ class Processor:
             self._persist(after, record)
             self._observe(before, after, message.TYPE, now)
         elif after is not None and applied_before(before, incoming.message_id):
+            outcome = "duplicate"
             # a message applied before comes again: the local table may hold a state whose
             # changelog write a crash cut off (faust writes the store first); written again,
             # so a worker rebuilding the saga from the changelog finds it
@@ -487,6 +494,7 @@ class Processor:
                     ]
                 ],
             )
+        MESSAGES_HANDLED.labels(self.app.conf.id, record.topic, message.TYPE, outcome).inc()
 
     def _persist(self, saga: Saga, record: Record) -> None:
         """The saga in the table; the pipeline sees its changelog write acknowledged before the
@@ -551,6 +559,9 @@ class Processor:
         # through the pipeline, in order, not awaited here: faust commits the provider's offset
         # only once the copy is acknowledged (before_commit drains the pipeline)
         self._pipeline.send(record, [forwarded])
+        MESSAGES_HANDLED.labels(
+            self.app.conf.id, record.topic, outcome.envelope.type, "applied"
+        ).inc()
 
     # ------------------------------------------------------------ deadlines
 
@@ -596,6 +607,18 @@ class Processor:
             log.info("deadlines announced", count=len(messages))
         except Exception as exc:  # a timer that raises stops for good: log and try next tick
             log.warning("deadline scan failed", error=repr(exc))
+
+    async def _report_lag(self) -> None:
+        watched = {*self.topics.sources, self.topics.payments_upstream}
+        held = {
+            (tp.topic, tp.partition)
+            for tp in self.app.assignor.assigned_actives()
+            if tp.topic in watched
+        }
+        try:
+            await self.lag.report(held, self.app.consumer.highwaters)
+        except Exception as exc:  # a timer that raises stops for good: log and try next tick
+            log.warning("consumer lag not reported", error=repr(exc))
 
     def _held(self) -> set[tuple[str, int]]:
         sources = set(self.topics.sources)

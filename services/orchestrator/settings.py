@@ -39,6 +39,9 @@ class OrchestratorSettings(CommonSettings):
     receipt_timeout: float = Field(default=120.0, gt=0)
     compensate_timeout: float = Field(default=30.0, gt=0)
     deadline_scan_seconds: float = Field(default=1.0, gt=0)
+    lag_report_seconds: float = Field(
+        default=10.0, gt=0, description="how often leadline_consumer_lag is exported"
+    )
     max_attempts: int = Field(default=5, ge=1, description="per message, then dead-lettered")
     liveness_window: float = Field(default=60.0, gt=0)
     stall_seconds: float = Field(

@@ -10,7 +10,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 
+from services.orchestrator.consumers import Topics
+from services.orchestrator.settings import OrchestratorSettings
+from shared.kafka.admin import partitions
 from tests.conftest import Infra
 from tests.support import eventually
 from tests.support.system import PAY_TIMEOUT, System, bearer, databases, running_system
@@ -157,3 +162,54 @@ async def test_sagas_are_shown_to_the_admin_scope_only(system: System) -> None:
     assert listed.status_code == 200
     assert order_id in [s["order_id"] for s in listed.json()["sagas"]]
     assert listed.json()["counts"]["completed"] >= 1
+
+
+async def test_the_orchestrator_exports_its_lag_and_counts_the_messages_it_handles(
+    system: System, catalogue_prefix: str, kafka_bootstrap: str
+) -> None:
+    # what the consumer alerts read (deploy/observability/alerts.yml): lag waiting with no
+    # message handled is "stalled", so a saga step must count as handled too
+    order_id = await system.place("alice", [{"sku": "TEA-001", "quantity": 1}])
+    await system.ends(order_id)
+    topics = Topics.with_prefix(catalogue_prefix)
+    watched = [*topics.sources, topics.payments_upstream]
+    # the only instance holds every partition of what its agents read
+    expected = {
+        (topic, str(p))
+        for topic, numbers in (await partitions(kafka_bootstrap, watched)).items()
+        for p in numbers
+    }
+    group = OrchestratorSettings(topic_prefix=catalogue_prefix).faust_id
+
+    async def samples(name: str) -> list[Sample]:
+        text = (await system.http.get(system.url("orchestrator", "/metrics"))).text
+        return [
+            s
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+            if s.name == name and s.labels["consumer"] == group
+        ]
+
+    async def lags() -> dict[tuple[str, str], float]:
+        found = await samples("leadline_consumer_lag")
+        return {(s.labels["topic"], s.labels["partition"]): s.value for s in found}
+
+    # its records all handled and committed: nothing waits on any of them
+    await eventually(
+        lags,
+        lambda lags: set(lags) == expected and not any(lags.values()),
+        timeout=60,
+        what="the orchestrator's lag exported and caught up",
+    )
+    handled = {
+        (s.labels["topic"], s.labels["type"], s.labels["outcome"]): s.value
+        for s in await samples("leadline_messages_handled_total")
+    }
+    for topic, type_ in (
+        (topics.checkout_events, "OrderPlaced"),
+        (topics.inventory_events, "StockReserved"),
+        (topics.payments_upstream, "PaymentAuthorized"),  # re-keyed
+        (topics.payments, "PaymentAuthorized"),
+        (topics.receipts_events, "ReceiptIssued"),
+    ):
+        assert handled.get((topic, type_, "applied"), 0) >= 1, (topic, type_, handled)
