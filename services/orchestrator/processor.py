@@ -35,7 +35,7 @@ import asyncio
 import contextlib
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -609,23 +609,19 @@ class Processor:
             log.warning("deadline scan failed", error=repr(exc))
 
     async def _report_lag(self) -> None:
-        watched = {*self.topics.sources, self.topics.payments_upstream}
-        held = {
-            (tp.topic, tp.partition)
-            for tp in self.app.assignor.assigned_actives()
-            if tp.topic in watched
-        }
+        held = self._held((*self.topics.sources, self.topics.payments_upstream))
         try:
             await self.lag.report(held, self.app.consumer.highwaters)
         except Exception as exc:  # a timer that raises stops for good: log and try next tick
             log.warning("consumer lag not reported", error=repr(exc))
 
-    def _held(self) -> set[tuple[str, int]]:
-        sources = set(self.topics.sources)
+    def _held(self, topics: Iterable[str] = ()) -> set[tuple[str, int]]:
+        """The partitions of `topics` (default: the saga agent's sources) held here."""
+        wanted = set(topics or self.topics.sources)
         return {
             (tp.topic, tp.partition)
             for tp in self.app.assignor.assigned_actives()
-            if tp.topic in sources
+            if tp.topic in wanted
         }
 
     async def _index_held_partitions(self) -> None:
