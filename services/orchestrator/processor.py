@@ -609,9 +609,11 @@ class Processor:
             log.warning("deadline scan failed", error=repr(exc))
 
     async def _report_lag(self) -> None:
+        if not self.ready():
+            return
         held = self._held((*self.topics.sources, self.topics.payments_upstream))
         try:
-            await self.lag.report(held, self.app.consumer.highwaters)
+            await self.lag.report(held)
         except Exception as exc:  # a timer that raises stops for good: log and try next tick
             log.warning("consumer lag not reported", error=repr(exc))
 
