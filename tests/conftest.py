@@ -45,16 +45,14 @@ def _testcontainers() -> Iterator[Infra]:
     same contract (`make test-testcontainers` passes the ones built from Maven Central's jars
     and Debian's package, on podman's Docker-compatible API)."""
     import asyncio
-    import socket
 
     from testcontainers.community.postgres import PostgresContainer
     from testcontainers.core.container import DockerContainer
 
     from shared.kafka.admin import wait_for_broker
+    from tests.support.processes import free_port
 
-    with socket.socket() as s:  # the broker must advertise the port the host reaches it on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # the broker must advertise the port the host reaches it on
     kafka = (
         DockerContainer(os.environ.get("LEADLINE_KAFKA_IMAGE", "apache/kafka:4.4.0"))
         .with_bind_ports(19092, port)

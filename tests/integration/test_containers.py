@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -30,6 +29,7 @@ from aiokafka.errors import KafkaConnectionError, TopicAuthorizationFailedError
 from shared.kafka.security import PLAINTEXT, KafkaSecurity
 from tests.support import eventually
 from tests.support.kafka_access import cluster_id, write
+from tests.support.processes import free_ports
 
 pytestmark = pytest.mark.integration
 
@@ -51,23 +51,12 @@ HOST_PORTS = (
 )
 
 
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
 def _stack_env(project: str, *, secure: bool = False) -> dict[str, str]:
     env = dict(os.environ)
     env["COMPOSE_PROJECT_NAME"] = project
     env["CONTAINERS_CONF"] = str(ROOT / "deploy/containers/containers.conf")
     env["LEADLINE_SECURE"] = "1" if secure else "0"
-    env.update(zip(HOST_PORTS, map(str, _free_ports(len(HOST_PORTS))), strict=True))
+    env.update(zip(HOST_PORTS, map(str, free_ports(len(HOST_PORTS))), strict=True))
     return env
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import ROOT, Infra
 from tests.support import eventually, unique
-from tests.support.processes import free_port
+from tests.support.processes import free_ports
 from tests.support.system import SECRET, bearer, databases
 
 pytestmark = pytest.mark.integration
@@ -47,7 +47,8 @@ def pid_running(pid: int) -> bool:
 
 @pytest.fixture
 def ports() -> dict[str, list[int]]:
-    return {s: [free_port(), free_port()] if s in SCALED else [free_port()] for s in SERVICES}
+    numbers = iter(free_ports(2 * len(SCALED) + len(SERVICES) - len(SCALED)))
+    return {s: [next(numbers) for _ in range(2 if s in SCALED else 1)] for s in SERVICES}
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from shared.kafka.security import KafkaSecurity
-from tests.support.processes import free_port
+from tests.support.processes import free_port, free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "deploy/local/infra.sh"
@@ -32,15 +32,6 @@ FAST_FAILOVER = (
     "broker.heartbeat.interval.ms=500",
     "replica.lag.time.max.ms=5000",
 )
-
-
-def _free_ports(count: int) -> list[int]:
-    ports: list[int] = []
-    while len(ports) < count:  # one at a time may hand out the same port twice
-        port = free_port()
-        if port not in ports:
-            ports.append(port)
-    return ports
 
 
 def _infra(env: dict[str, str], *command: str, check: bool = True) -> None:
@@ -71,7 +62,7 @@ class OwnKafka:
         self.run_dir = run_dir
         self.nodes = nodes
         self.secure = secure
-        ports = _free_ports(2 * nodes)
+        ports = free_ports(2 * nodes)
         self.ports, self.controller_ports = ports[:nodes], ports[nodes:]
         self._env = {
             **os.environ,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -26,11 +27,46 @@ from tests.support import eventually
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def free_port() -> int:
+# Ports handed out in this process: never twice, whatever the kernel says is free meanwhile.
+_HANDED_OUT: set[int] = set()
+# Below the kernel's ephemeral range (32768+ here): an outgoing connection (to Kafka, to
+# PostgreSQL) takes its local port from that range, so a listening port picked there can be
+# taken by some client between the pick and the service's bind ("address already in use").
+_LISTEN_RANGE = (20000, 32000)
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def _bindable(port: int) -> bool:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct ports nothing listens on, outside the ephemeral range, none handed out
+    before in this process. A port is picked at random, so two test processes rarely meet."""
+    low, high = _ephemeral_range()
+    candidates = [p for p in range(*_LISTEN_RANGE) if not low <= p <= high and p not in _HANDED_OUT]
+    random.shuffle(candidates)
+    picked = [p for p in candidates[: count * 20] if _bindable(p)][:count]
+    if len(picked) < count:
+        raise RuntimeError(f"no {count} free ports in {_LISTEN_RANGE}")
+    _HANDED_OUT.update(picked)
+    return picked
+
+
+def free_port() -> int:
+    return free_ports(1)[0]
 
 
 @dataclass
