@@ -23,6 +23,7 @@ from typing import Any, Literal
 import asyncpg
 import httpx
 import orjson
+from aiokafka.admin import AIOKafkaAdminClient
 
 from schemas.catalogue import TOPICS
 from tests.support import eventually
@@ -689,6 +690,74 @@ async def _why_behind(dsns: dict[str, str], orders: list[str]) -> str:
         got = "applied" if r["event_id"] in applied else "NOT applied"
         said[r["stream_id"]].append(f"v{r['stream_version']} {r['type']} {sent} {got}")
     return "; ".join(f"{o}: " + ", ".join(steps) for o, steps in said.items())
+
+
+async def why_not_terminal(
+    dsns: dict[str, str],
+    orders: list[str],
+    bootstrap: str,
+    prefix: str,
+    orchestrator_logs: Iterable[Path],
+) -> str:
+    """Where each of `orders` (acknowledged, not terminal) got to, so that one failed run says
+    where to look: checkout's events and outbox, the order's records on checkout.events and
+    the orchestrator group's committed offset and recorded saga progress on that partition,
+    the saga's row, the reservation, and the orchestrator logs' lines naming the order."""
+    if not orders:
+        return ""
+    topic = prefix + "checkout.events"
+    listed = ", ".join(f"'{o}'" for o in orders)  # our own uuids, not input
+    events = await _fetch(
+        dsns["checkout"],
+        "SELECT e.stream_id, e.stream_version, e.type,"
+        " bool_or(o.sent_at IS NOT NULL) AS sent FROM events e"
+        " LEFT JOIN outbox o ON o.event_id = e.event_id"
+        f" WHERE e.stream_id IN ({listed}) GROUP BY 1, 2, 3 ORDER BY 1, 2",
+    )
+    on_topic: dict[str, list[str]] = defaultdict(list)
+    for r in await read_records(bootstrap, topic):
+        key = (r.key or b"").decode(errors="replace")
+        if key in orders:
+            on_topic[key].append(f"{_header(r.headers, 'type')}@p{r.partition}:{r.offset}")
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(prefix + "leadline-orchestrator")
+    finally:
+        await admin.close()
+    committed = {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == topic}
+    progress = await _keyed(
+        dsns["orchestrator"],
+        f"SELECT partition, next_offset FROM saga_progress WHERE topic = '{topic}'",
+    )
+    sagas = await _keyed(
+        dsns["orchestrator"], f"SELECT order_id, status FROM sagas WHERE order_id IN ({listed})"
+    )
+    reserved = await _keyed(
+        dsns["inventory"],
+        f"SELECT order_id, status FROM reservations WHERE order_id IN ({listed})",
+    )
+    logs = {path.stem: path.read_text(errors="replace") for path in orchestrator_logs}
+    said = []
+    for order_id in orders:
+        steps = [
+            f"v{r['stream_version']} {r['type']} {'sent' if r['sent'] else 'unsent'}"
+            for r in events
+            if r["stream_id"] == order_id
+        ]
+        partitions = {int(x.rpartition("@p")[2].split(":")[0]) for x in on_topic[order_id]}
+        where = [
+            f"p{p}: committed {committed.get(p)}, progress {progress.get(p)}" for p in partitions
+        ]
+        mentions = {name: text.count(order_id) for name, text in logs.items()}
+        said.append(
+            f"{order_id}: checkout [{', '.join(steps)}];"
+            f" on {topic} {on_topic[order_id] or 'nothing'}"
+            f" ({'; '.join(where)}); saga {sagas.get(order_id, 'none')}; reservation"
+            f" {reserved.get(order_id, 'none')}; orchestrator log lines {mentions}"
+        )
+    skipped = {name: text.count("records skipped by the stream") for name, text in logs.items()}
+    return " | ".join(said) + f" | stream skips repaired per orchestrator: {skipped}"
 
 
 def _dead_letter_checks(
