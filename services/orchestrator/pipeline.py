@@ -13,7 +13,10 @@ on:
 - faust commits a source offset only once everything staged before it is durable: the
   orchestrator's transport calls `drain` before each commit (`transport.py`), so a crash loses
   no message whose effects were not made durable; those are read again, and the saga, finding
-  their ids applied or not, sends the very same commands.
+  their ids applied or not, sends the very same commands;
+- what is told once everything staged before it is durable (`then`) is told after it: the
+  saga progress a successor trusts (the processor's record of the offsets applied) never runs
+  ahead of the effects a crash would lose.
 
 A changelog write that fails (or is not acknowledged in time) is written again from the table's
 current value, which is the newest, and awaited again; commands are sent by the processor's own
@@ -25,7 +28,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from shared.kafka.producer import OutgoingMessage
@@ -50,6 +53,7 @@ class _Staged:
     key: str | None  # a table key written, or None
     source: Any  # the record whose processing staged it (the changelog partition comes from it)
     messages: tuple[OutgoingMessage, ...]
+    done: Callable[[], None] | None = field(default=None)  # told once it is durable
 
 
 class Pipeline:
@@ -79,6 +83,10 @@ class Pipeline:
         """Send `messages` once every table write staged so far is acknowledged."""
         if messages:
             self._stage(_Staged(None, source, tuple(messages)))
+
+    def then(self, done: Callable[[], None]) -> None:
+        """Call `done` once everything staged so far is durable (in staging order)."""
+        self._stage(_Staged(None, None, (), done))
 
     def _stage(self, entry: _Staged) -> None:
         self._staged.append(entry)
@@ -134,3 +142,6 @@ class Pipeline:
         messages = [m for entry in batch for m in entry.messages]
         if messages:
             await self._send(messages)
+        for entry in batch:
+            if entry.done is not None:
+                entry.done()

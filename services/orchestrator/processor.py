@@ -307,7 +307,10 @@ class Processor:
         key, next_offset = (record.topic, record.partition), record.offset + 1
         self._expected[key] = max(self._expected.get(key, 0), next_offset)
         self._done[key] = next_offset
-        self._view.applied(record.topic, record.partition, next_offset)
+        # recorded for a successor once the record's effects are durable, not before: it
+        # trusts this progress over faust's offsets, and would never apply a record a crash
+        # cut off before its saga's changelog write or commands were acknowledged
+        self._pipeline.then(lambda: self._view.applied(record.topic, record.partition, next_offset))
         self._progress = time.monotonic()
 
     async def _skipped_before(self, record: Record) -> list[Record]:
@@ -315,8 +318,9 @@ class Processor:
         by a consumer of our own: faust has handed the stream a record past them (within a
         partition held since the last rebalance, or after its group offset was committed past
         them; transport.py says how). Where the agents have got to is known here for the
-        former, and from the saga progress in PostgreSQL (written behind every worker) for the
-        latter. Applied before `record`, in their order; none when nothing was skipped."""
+        former, and from the saga progress in PostgreSQL (written behind every worker, once a
+        record's effects are durable) for the latter. Applied before `record`, in their order;
+        none when nothing was skipped."""
         key = (record.topic, record.partition)
         expected = self._expected.get(key)
         if expected is None:

@@ -42,7 +42,8 @@ class ViewWriter:
         self._pending[saga.order_id] = saga
 
     def applied(self, topic: str, partition: int, next_offset: int) -> None:
-        """The agent applied the partition's records before `next_offset`."""
+        """The agent applied the partition's records before `next_offset`, and their effects
+        (table writes, commands) are durable: a successor reads on from here."""
         self._progress[(topic, partition)] = next_offset
 
     async def progress(self, topic: str, partition: int) -> int | None:

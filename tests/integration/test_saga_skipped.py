@@ -6,16 +6,20 @@ processor is built, not started."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from pathlib import Path
 
 import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from schemas.inventory.v1 import StockLevelChanged
 from services.orchestrator import store
 from services.orchestrator.processor import Processor, Record
 from services.orchestrator.settings import OrchestratorSettings
 from services.orchestrator.view import ViewWriter
+from shared.envelope import Envelope
 from shared.kafka.admin import ensure_topics
 from shared.postgres import install_schema
 from tests.support import unique
@@ -79,3 +83,41 @@ async def test_a_partition_nobody_recorded_is_taken_as_it_comes(
     # within the partition held, a jump is a skip all the same
     fresh._expected[(topic, 0)] = 1
     assert [r.offset for r in await fresh._skipped_before(handed(topic, 2))] == [1]
+
+
+async def test_progress_is_recorded_only_once_what_the_record_staged_before_it_is_durable(
+    pg_pool: asyncpg.Pool, kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """A successor trusts the recorded progress over faust's offsets: recorded before the
+    effects of the records below it were durable, it would make the successor pass over a
+    record whose saga change a crash lost (the stall watchdog reads on from there)."""
+    await install_schema(pg_pool, store.SCHEMA)
+    settings = OrchestratorSettings(
+        kafka_bootstrap_servers=kafka_bootstrap,
+        data_dir=tmp_path,
+        app_id=unique("orchestrator"),
+        topic_prefix=unique("progress") + ".",
+    )
+    view = ViewWriter(pg_pool)
+    worker = Processor(settings, view)
+    topic = worker.topics.sources[0]
+    # a record no saga step reads (ignored), behind an effect the pipeline has not made
+    # durable yet (its task is not running)
+    level = StockLevelChanged(sku="MUG-01", on_hand=5, reserved=0, available=5)
+    unread = Envelope.wrap(level, key="MUG-01", producer="inventory")
+    worker._pipeline.wrote("o-0", handed(topic, 0))
+    await worker._apply_record(
+        Record(topic, 0, 7, b"MUG-01", unread.to_bytes(), list(unread.headers()))
+    )
+    await view.flush()
+    assert await view.progress(topic, 0) is None
+
+    running = asyncio.create_task(worker._pipeline.run())
+    try:
+        await asyncio.wait_for(worker._pipeline.drain(), 10)
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+    await view.flush()
+    assert await view.progress(topic, 0) == 8

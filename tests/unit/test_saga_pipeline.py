@@ -151,3 +151,35 @@ async def test_a_failed_write_rewrites_the_keys_staged_after_it_too(harness: Har
     assert second.done()  # the retry awaited o-2's first write as well
     await asyncio.wait_for(harness.pipeline.drain(), 5)
     assert harness.sent == ["A", "B"]
+
+
+async def test_what_is_told_after_the_effects_staged_before_it_waits_for_them(
+    harness: Harness,
+) -> None:
+    told: list[str] = []
+    written = harness.apply("o-1", "r1", "ReserveStock")
+    harness.pipeline.then(lambda: told.append(f"after {harness.sent}"))
+    await settle()
+    assert told == []  # the write is not acknowledged, the command not sent
+
+    written.set_result(None)
+    await asyncio.wait_for(harness.pipeline.drain(), 5)
+    assert told == ["after ['ReserveStock']"]
+
+
+async def test_what_is_told_is_told_once_in_staging_order_even_after_a_failed_write(
+    harness: Harness,
+) -> None:
+    told: list[int] = []
+    first = harness.apply("o-1", "r1", "A")
+    harness.pipeline.then(lambda: told.append(1))
+    harness.apply("o-2", "r2", "B").set_result(None)
+    harness.pipeline.then(lambda: told.append(2))
+    first.set_exception(TimeoutError("no ack"))
+    await until(lambda: bool(harness.rewritten))
+    assert told == []
+    for _, future in harness.changelog.issued:
+        if not future.done():
+            future.set_result(None)
+    await asyncio.wait_for(harness.pipeline.drain(), 5)
+    assert told == [1, 2]
