@@ -661,20 +661,25 @@ async def _projection_checks(
     return rows
 
 
-async def _why_behind(dsns: dict[str, str], orders: list[str]) -> str:
-    """Each of `orders`' events in checkout's stream, with how far it got: its outbox row sent
-    (or not), and the orders view's inbox holding its id (applied) or not. An event sent and
-    not applied was lost between Kafka and the view; one not sent never left checkout."""
-    if not orders:
-        return ""
+async def _checkout_events(dsns: dict[str, str], orders: list[str]) -> list[asyncpg.Record]:
+    """`orders`' events in checkout's stream, each with whether its outbox row was sent."""
     listed = ", ".join(f"'{o}'" for o in orders)  # our own uuids, not input
-    events = await _fetch(
+    return await _fetch(
         dsns["checkout"],
         "SELECT e.stream_id, e.stream_version, e.type, e.event_id,"
         " bool_or(o.sent_at IS NOT NULL) AS sent FROM events e"
         " LEFT JOIN outbox o ON o.event_id = e.event_id"
         f" WHERE e.stream_id IN ({listed}) GROUP BY 1, 2, 3, 4 ORDER BY 1, 2",
     )
+
+
+async def _why_behind(dsns: dict[str, str], orders: list[str]) -> str:
+    """Each of `orders`' events in checkout's stream, with how far it got: its outbox row sent
+    (or not), and the orders view's inbox holding its id (applied) or not. An event sent and
+    not applied was lost between Kafka and the view; one not sent never left checkout."""
+    if not orders:
+        return ""
+    events = await _checkout_events(dsns, orders)
     applied = {
         r[0]
         for r in await _fetch(
@@ -707,13 +712,7 @@ async def why_not_terminal(
         return ""
     topic = prefix + "checkout.events"
     listed = ", ".join(f"'{o}'" for o in orders)  # our own uuids, not input
-    events = await _fetch(
-        dsns["checkout"],
-        "SELECT e.stream_id, e.stream_version, e.type,"
-        " bool_or(o.sent_at IS NOT NULL) AS sent FROM events e"
-        " LEFT JOIN outbox o ON o.event_id = e.event_id"
-        f" WHERE e.stream_id IN ({listed}) GROUP BY 1, 2, 3 ORDER BY 1, 2",
-    )
+    events = await _checkout_events(dsns, orders)
     on_topic: dict[str, list[str]] = defaultdict(list)
     for r in await read_records(bootstrap, topic):
         key = (r.key or b"").decode(errors="replace")
