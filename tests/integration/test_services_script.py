@@ -47,7 +47,7 @@ def pid_running(pid: int) -> bool:
 
 @pytest.fixture
 def ports() -> dict[str, list[int]]:
-    numbers = iter(free_ports(2 * len(SCALED) + len(SERVICES) - len(SCALED)))
+    numbers = iter(free_ports(len(SCALED) + len(SERVICES)))  # two of each scaled one
     return {s: [next(numbers) for _ in range(2 if s in SCALED else 1)] for s in SERVICES}
 
 

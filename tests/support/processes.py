@@ -54,10 +54,10 @@ def _bindable(port: int) -> bool:
 
 def free_ports(count: int) -> list[int]:
     """`count` distinct ports nothing listens on, outside the ephemeral range, none handed out
-    before in this process. A port is picked at random, so two test processes rarely meet."""
+    before in this process. Picked at random, so two test processes rarely meet."""
     low, high = _ephemeral_range()
     candidates = [p for p in range(*_LISTEN_RANGE) if not low <= p <= high and p not in _HANDED_OUT]
-    random.shuffle(candidates)
+    random.SystemRandom().shuffle(candidates)  # not the global one, which tests may seed
     picked = [p for p in candidates[: count * 20] if _bindable(p)][:count]
     if len(picked) < count:
         raise RuntimeError(f"no {count} free ports in {_LISTEN_RANGE}")
