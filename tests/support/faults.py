@@ -661,6 +661,9 @@ async def _projection_checks(
     return rows
 
 
+_SENT = {True: "sent", False: "unsent", None: "no outbox row"}  # per event, from its outbox
+
+
 async def _checkout_events(dsns: dict[str, str], orders: list[str]) -> list[asyncpg.Record]:
     """`orders`' events in checkout's stream, each with whether its outbox row was sent."""
     listed = ", ".join(f"'{o}'" for o in orders)  # our own uuids, not input
@@ -691,9 +694,8 @@ async def _why_behind(dsns: dict[str, str], orders: list[str]) -> str:
     }
     said: dict[str, list[str]] = defaultdict(list)
     for r in events:
-        sent = {True: "sent", False: "unsent", None: "no outbox row"}[r["sent"]]
         got = "applied" if r["event_id"] in applied else "NOT applied"
-        said[r["stream_id"]].append(f"v{r['stream_version']} {r['type']} {sent} {got}")
+        said[r["stream_id"]].append(f"v{r['stream_version']} {r['type']} {_SENT[r['sent']]} {got}")
     return "; ".join(f"{o}: " + ", ".join(steps) for o, steps in said.items())
 
 
@@ -740,7 +742,7 @@ async def why_not_terminal(
     said = []
     for order_id in orders:
         steps = [
-            f"v{r['stream_version']} {r['type']} {'sent' if r['sent'] else 'unsent'}"
+            f"v{r['stream_version']} {r['type']} {_SENT[r['sent']]}"
             for r in events
             if r["stream_id"] == order_id
         ]
