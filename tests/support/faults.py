@@ -716,10 +716,12 @@ async def why_not_terminal(
     listed = ", ".join(f"'{o}'" for o in orders)  # our own uuids, not input
     events = await _checkout_events(dsns, orders)
     on_topic: dict[str, list[str]] = defaultdict(list)
+    partitions: dict[str, set[int]] = defaultdict(set)
     for r in await read_records(bootstrap, topic):
         key = (r.key or b"").decode(errors="replace")
         if key in orders:
             on_topic[key].append(f"{_header(r.headers, 'type')}@p{r.partition}:{r.offset}")
+            partitions[key].add(r.partition)
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
@@ -746,9 +748,9 @@ async def why_not_terminal(
             for r in events
             if r["stream_id"] == order_id
         ]
-        partitions = {int(x.rpartition("@p")[2].split(":")[0]) for x in on_topic[order_id]}
         where = [
-            f"p{p}: committed {committed.get(p)}, progress {progress.get(p)}" for p in partitions
+            f"p{p}: committed {committed.get(p)}, progress {progress.get(p)}"
+            for p in sorted(partitions[order_id])
         ]
         mentions = {name: text.count(order_id) for name, text in logs.items()}
         said.append(
